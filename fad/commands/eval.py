@@ -1,0 +1,32 @@
+"""`fad eval --config-file C [--genotype-file G] MODEL.WEIGHT w.pth [TEST.IMS_PER_BATCH 4]`"""
+
+from __future__ import annotations
+
+import argparse
+
+from fad.commands.common import (
+    add_config_args,
+    add_genotype_args,
+    config_from_args,
+    genotypes_from_args,
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="COCO AP of a weights file on DATASETS.TEST")
+    add_genotype_args(p)
+    add_config_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fad.engine.evaluate import evaluate_model
+    from fad.engine.inference_model import load_trained_model
+    from fad.engine.setup import start_run
+
+    cfg = config_from_args(args)
+    ctx = start_run(cfg, local_rank=args.local_rank, log_name="eval_log.txt", write_config=False)
+    model, class_names = load_trained_model(cfg, cfg.MODEL.WEIGHT, genotypes_from_args(args))
+    model.to(ctx.device)
+    evaluate_model(cfg, model, ctx, class_names)
+    return 0

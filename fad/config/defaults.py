@@ -1,0 +1,166 @@
+"""Default configuration, with the key names of the original FAD / FCOS (maskrcnn-benchmark) configs.
+
+Keys the original had and fad does not use are still accepted (so the original YAMLs load); they are
+listed in `INERT_KEYS` and ignored. fad's own additions are marked "fad:" below.
+"""
+
+from __future__ import annotations
+
+from yacs.config import CfgNode as CN
+
+_C = CN()
+
+_C.MODEL = CN()
+_C.MODEL.DEVICE = "cuda"  # falls back to cpu when CUDA is absent
+_C.MODEL.META_ARCHITECTURE = "GeneralizedRNAS"
+_C.MODEL.RPN_ONLY = True
+_C.MODEL.FCOS_ON = True
+_C.MODEL.FAD_ON = False  # True: FAD towers (searched when MODEL.FAD.SEARCH, else a genotype)
+_C.MODEL.RETINANET_ON = False
+_C.MODEL.MASK_ON = False
+_C.MODEL.KEYPOINT_ON = False
+_C.MODEL.CLS_AGNOSTIC_BBOX_REG = False
+# "" (random init), a torchvision weights name ("ResNet50_Weights.IMAGENET1K_V1"),
+# "catalog://ImageNetPretrained/MSRA/R-50" (mapped to torchvision's ImageNet weights),
+# "torchvision://resnet50", an http(s) URL, or a local file (backbone state_dict or a fad checkpoint).
+_C.MODEL.WEIGHT = ""
+
+_C.MODEL.BACKBONE = CN()
+_C.MODEL.BACKBONE.CONV_BODY = "R-50-FPN-RETINANET"
+_C.MODEL.BACKBONE.FREEZE_CONV_BODY_AT = 2
+_C.MODEL.BACKBONE.USE_GN = False
+# fad: normalisation in the ResNet: "FrozenBN" (pretrained, as the original), "BN" or "GN" (scratch)
+_C.MODEL.BACKBONE.NORM = "FrozenBN"
+
+_C.MODEL.RESNETS = CN()
+_C.MODEL.RESNETS.NUM_GROUPS = 1
+_C.MODEL.RESNETS.WIDTH_PER_GROUP = 64
+_C.MODEL.RESNETS.STRIDE_IN_1X1 = True
+_C.MODEL.RESNETS.TRANS_FUNC = "BottleneckWithFixedBatchNorm"
+_C.MODEL.RESNETS.STEM_FUNC = "StemWithFixedBatchNorm"
+_C.MODEL.RESNETS.RES5_DILATION = 1
+_C.MODEL.RESNETS.BACKBONE_OUT_CHANNELS = 256
+_C.MODEL.RESNETS.RES2_OUT_CHANNELS = 256
+_C.MODEL.RESNETS.STEM_OUT_CHANNELS = 64
+_C.MODEL.RESNETS.STAGE_WITH_DCN = (False, False, False, False)
+_C.MODEL.RESNETS.WITH_MODULATED_DCN = False
+_C.MODEL.RESNETS.DEFORMABLE_GROUPS = 1
+
+_C.MODEL.FPN = CN()
+_C.MODEL.FPN.USE_GN = False
+_C.MODEL.FPN.USE_RELU = False
+
+_C.MODEL.RETINANET = CN()
+_C.MODEL.RETINANET.USE_C5 = False
+
+_C.MODEL.FCOS = CN()
+_C.MODEL.FCOS.NUM_CLASSES = 81  # as the original: object classes + 1 (background)
+_C.MODEL.FCOS.FPN_STRIDES = (8, 16, 32, 64, 128)
+_C.MODEL.FCOS.PRIOR_PROB = 0.01
+_C.MODEL.FCOS.INFERENCE_TH = 0.05
+_C.MODEL.FCOS.NMS_TH = 0.6
+_C.MODEL.FCOS.PRE_NMS_TOP_N = 1000
+_C.MODEL.FCOS.LOSS_ALPHA = 0.25
+_C.MODEL.FCOS.LOSS_GAMMA = 2.0
+_C.MODEL.FCOS.CENTER_SAMPLING_RADIUS = 1.5
+_C.MODEL.FCOS.IOU_LOSS_TYPE = "giou"
+_C.MODEL.FCOS.NORM_REG_TARGETS = True
+_C.MODEL.FCOS.CENTERNESS_ON_REG = True
+_C.MODEL.FCOS.USE_DCN_IN_TOWER = False
+_C.MODEL.FCOS.NUM_CONVS = 4
+
+_C.MODEL.FAD = CN()
+_C.MODEL.FAD.SEARCH = False
+_C.MODEL.FAD.PLOT = True
+_C.MODEL.FAD.CLSTOWER = True
+_C.MODEL.FAD.NUM_CELLS_CLS = 2
+_C.MODEL.FAD.NUM_NODES_CLS = 3
+_C.MODEL.FAD.NUM_CHANNELS_CLS = 96
+_C.MODEL.FAD.BOXTOWER = True
+_C.MODEL.FAD.NUM_CELLS_BOX = 2
+_C.MODEL.FAD.NUM_NODES_BOX = 3
+_C.MODEL.FAD.NUM_CHANNELS_BOX = 96
+_C.MODEL.FAD.REPSHARE = True  # fad: False builds every op as its own module (plain DARTS)
+_C.MODEL.FAD.SPACE = "released"  # fad: "released" (10 ops + none) or "with_r3" (dilation-3 too)
+
+_C.INPUT = CN()
+_C.INPUT.MIN_SIZE_TRAIN = (800,)
+_C.INPUT.MAX_SIZE_TRAIN = 1333
+_C.INPUT.MIN_SIZE_RANGE_TRAIN = (-1, -1)
+_C.INPUT.MIN_SIZE_TEST = 800
+_C.INPUT.MAX_SIZE_TEST = 1333
+# torchvision convention (RGB in [0, 1], ImageNet statistics), as torchvision's backbones expect
+_C.INPUT.PIXEL_MEAN = (0.485, 0.456, 0.406)
+_C.INPUT.PIXEL_STD = (0.229, 0.224, 0.225)
+_C.INPUT.TO_BGR255 = False
+_C.INPUT.HORIZONTAL_FLIP_PROB_TRAIN = 0.5
+
+_C.DATASETS = CN()
+_C.DATASETS.TRAIN = ()
+_C.DATASETS.TEST = ()
+
+_C.DATALOADER = CN()
+_C.DATALOADER.NUM_WORKERS = 4
+_C.DATALOADER.SIZE_DIVISIBILITY = 32
+_C.DATALOADER.ASPECT_RATIO_GROUPING = True
+
+_C.SOLVER = CN()
+_C.SOLVER.MAX_ITER = 40000
+_C.SOLVER.BASE_LR = 0.01
+_C.SOLVER.BIAS_LR_FACTOR = 2.0
+_C.SOLVER.MOMENTUM = 0.9
+_C.SOLVER.WEIGHT_DECAY = 0.0001
+_C.SOLVER.WEIGHT_DECAY_BIAS = 0.0
+_C.SOLVER.GAMMA = 0.1
+_C.SOLVER.STEPS = (30000,)
+_C.SOLVER.WARMUP_FACTOR = 1.0 / 3
+_C.SOLVER.WARMUP_ITERS = 500
+_C.SOLVER.WARMUP_METHOD = "linear"
+_C.SOLVER.CHECKPOINT_PERIOD = 2500
+_C.SOLVER.IMS_PER_BATCH = 16
+_C.SOLVER.CLIP_GRAD_NORM = 0.0  # fad: 0 disables; the search always clips at 20 as the original
+_C.SOLVER.SEARCH = CN()
+_C.SOLVER.SEARCH.BASE_LR_ALPHA = 3e-4
+_C.SOLVER.SEARCH.WEIGHT_DECAY_ALPHA = 1e-3
+_C.SOLVER.SEARCH.BETAS_ALPHA = (0.5, 0.999)
+_C.SOLVER.SEARCH.FIRST_ORDER = True
+_C.SOLVER.SEARCH.CLIP_GRAD_NORM = 20.0
+_C.SOLVER.SEARCH.ALPHA_HOLDOUT = 0.0  # fad: fraction of train images kept for the alpha stream
+
+_C.TEST = CN()
+_C.TEST.EXPECTED_RESULTS = []
+_C.TEST.EXPECTED_RESULTS_SIGMA_TOL = 4
+_C.TEST.IMS_PER_BATCH = 8
+_C.TEST.DETECTIONS_PER_IMG = 100
+
+_C.OUTPUT_DIR = "."
+_C.PATHS_CATALOG = ""
+_C.SEED = 0  # fad: seeds Python, NumPy and torch (per rank in distributed runs)
+
+# Keys of the original that configure parts fad does not have (masks, DCN, caffe2 specifics).
+INERT_KEYS = frozenset(
+    {
+        "MODEL.META_ARCHITECTURE",
+        "MODEL.RPN_ONLY",
+        "MODEL.RETINANET_ON",
+        "MODEL.MASK_ON",
+        "MODEL.KEYPOINT_ON",
+        "MODEL.CLS_AGNOSTIC_BBOX_REG",
+        "MODEL.RESNETS.STRIDE_IN_1X1",
+        "MODEL.RESNETS.TRANS_FUNC",
+        "MODEL.RESNETS.STEM_FUNC",
+        "MODEL.RESNETS.STAGE_WITH_DCN",
+        "MODEL.RESNETS.WITH_MODULATED_DCN",
+        "MODEL.RESNETS.DEFORMABLE_GROUPS",
+        "MODEL.RETINANET.USE_C5",
+        "MODEL.FAD.PLOT",
+        "TEST.EXPECTED_RESULTS",
+        "TEST.EXPECTED_RESULTS_SIGMA_TOL",
+        "PATHS_CATALOG",
+    }
+)
+
+
+def get_default_config() -> CN:
+    """A fresh, mutable copy of the defaults."""
+    return _C.clone()

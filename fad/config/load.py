@@ -1,0 +1,178 @@
+"""Load a config: defaults <- YAML file <- trailing `KEY VALUE` overrides, validated, then frozen.
+
+Values are data: YAML is read with `yaml.safe_load`, strings that look like Python literals
+(`("coco_2017_train",)`, `(640, 800)`) go through `ast.literal_eval`, never `eval`. Every error is a
+one-line `FadError` naming the file, line and key path.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yacs.config import CfgNode as CN
+
+from fad.config.defaults import get_default_config
+from fad.config.validate import validate_config
+from fad.errors import FadError
+
+
+def all_keys(node: CN, prefix: str = "") -> list[str]:
+    """Every leaf key path of a config, e.g. `MODEL.FCOS.NUM_CLASSES`."""
+    keys = []
+    for name, value in node.items():
+        path = f"{prefix}{name}"
+        keys.extend(all_keys(value, path + ".") if isinstance(value, CN) else [path])
+    return keys
+
+
+def closest_key(key: str, node: CN) -> str | None:
+    """The valid key path most similar to `key` (for "did you mean")."""
+    candidates = all_keys(node) + [k for k in _section_paths(node)]
+    best = difflib.get_close_matches(key, candidates, n=1, cutoff=0.5)
+    if best:
+        return best[0]
+    leaf = key.rsplit(".", 1)[-1]
+    by_leaf = difflib.get_close_matches(leaf, [c.rsplit(".", 1)[-1] for c in candidates], n=1)
+    if by_leaf:
+        return next(c for c in candidates if c.rsplit(".", 1)[-1] == by_leaf[0])
+    return None
+
+
+def _section_paths(node: CN, prefix: str = "") -> Iterable[str]:
+    for name, value in node.items():
+        if isinstance(value, CN):
+            yield f"{prefix}{name}"
+            yield from _section_paths(value, f"{prefix}{name}.")
+
+
+def _literal(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text
+
+
+def coerce_value(key: str, value: Any, default: Any, where: str) -> Any:
+    """Convert `value` to the type of `default`, or raise a FadError naming `where` and `key`."""
+    if isinstance(value, str) and not isinstance(default, str):
+        value = _literal(value)
+    if isinstance(default, str) and not isinstance(value, str):
+        value = str(value) if value is not None else ""
+    if isinstance(default, (tuple, list)):
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            value = (value,)
+        if not isinstance(value, (tuple, list)):
+            raise FadError(f"{where}: {key} must be a list/tuple, got {value!r}")
+        if default and all(
+            isinstance(d, (int, float)) and not isinstance(d, bool) for d in default
+        ):
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+                raise FadError(f"{where}: {key} must be a tuple of numbers, got {value!r}")
+        return tuple(value) if isinstance(default, tuple) else list(value)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise FadError(f"{where}: {key} must be True or False, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise FadError(f"{where}: {key} must be an integer, got {value!r}")
+        if isinstance(value, float) and not value.is_integer():
+            raise FadError(f"{where}: {key} must be an integer, got {value!r}")
+        return int(value)
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise FadError(f"{where}: {key} must be a number, got {value!r}")
+        return float(value)
+    return value
+
+
+def _set(cfg: CN, key: str, value: Any, where: str) -> None:
+    node = cfg
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        if not isinstance(node, CN) or part not in node:
+            hint = closest_key(key, cfg)
+            suggestion = f" (did you mean {hint}?)" if hint else ""
+            raise FadError(f"{where}: unknown config key {key}{suggestion}")
+        if i < len(parts) - 1:
+            node = node[part]
+    default = node[parts[-1]]
+    if isinstance(default, CN):
+        raise FadError(f"{where}: {key} is a section, not a value; set one of its keys")
+    node[parts[-1]] = coerce_value(key, value, default, where)
+
+
+def _yaml_leaves(node: yaml.Node, prefix: str, path: str) -> Iterable[tuple[str, Any, int]]:
+    """(key path, value, 1-based line) for every leaf of a YAML mapping node."""
+    if not isinstance(node, yaml.MappingNode):
+        raise FadError(f"{path}:{node.start_mark.line + 1}: expected a mapping of config keys")
+    for key_node, value_node in node.value:
+        key = f"{prefix}{key_node.value}"
+        if isinstance(value_node, yaml.MappingNode):
+            yield from _yaml_leaves(value_node, key + ".", path)
+        else:
+            try:
+                value = yaml.safe_load(yaml.serialize(value_node))
+            except yaml.YAMLError as exc:
+                problem = getattr(exc, "problem", None) or type(exc).__name__
+                raise FadError(f"{path}:{key_node.start_mark.line + 1}: {key}: {problem}") from None
+            yield key, value, key_node.start_mark.line + 1
+
+
+def merge_from_file(cfg: CN, path: str | Path) -> None:
+    """Merge a YAML config file into `cfg`, reporting errors as `file:line: ...`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FadError(f"config file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise FadError(f"{path}{line}: invalid YAML: {problem}") from None
+    if root is None:
+        return
+    for key, value, line in _yaml_leaves(root, "", str(path)):
+        if key == "_BASE_":
+            raise FadError(f"{path}:{line}: _BASE_ configs are not supported; merge the files")
+        _set(cfg, key, value, f"{path}:{line}")
+
+
+def merge_from_list(cfg: CN, opts: Sequence[str]) -> None:
+    """Merge trailing `KEY VALUE` pairs from the command line."""
+    if len(opts) % 2:
+        raise FadError(f"overrides must be KEY VALUE pairs; {opts[-1]!r} has no value")
+    for key, value in zip(opts[0::2], opts[1::2]):
+        _set(cfg, key, value, f"override {key}")
+
+
+def load_config(
+    config_file: str | Path | None = None,
+    opts: Sequence[str] = (),
+    *,
+    world_size: int = 1,
+    freeze: bool = True,
+) -> CN:
+    """Defaults <- `config_file` <- `opts`, validated (`world_size` checks the batch split)."""
+    cfg = get_default_config()
+    if config_file:
+        merge_from_file(cfg, config_file)
+    merge_from_list(cfg, list(opts))
+    validate_config(cfg, world_size=world_size)
+    if freeze:
+        cfg.freeze()
+    return cfg
+
+
+def save_config(cfg: CN, path: str | Path) -> None:
+    """Write the resolved config as YAML (atomically) so a run can be reproduced from its folder."""
+    from fad.engine.atomic import atomic_write_text
+
+    atomic_write_text(Path(path), cfg.dump())

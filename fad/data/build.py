@@ -1,0 +1,132 @@
+"""Build datasets from catalog names and the training / test DataLoaders over them.
+
+Loaders yield `(images, targets)`: a list of FloatTensor[3, H, W] in [0, 1] (sizes differ) and a
+list of target dicts with `boxes` [N, 4] xyxy, `labels` [N] in 1..K and `image_id`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import BatchSampler, ConcatDataset, DataLoader
+
+from fad.data.catalog import DatasetSpec, resolve
+from fad.data.coco import COCODetection
+from fad.data.detection import DetectionDataset
+from fad.data.samplers import InferenceSampler, IterationBatchSampler
+from fad.data.transforms import build_transforms
+from fad.data.voc import VOCDetection
+from fad.errors import FadError
+
+
+def build_dataset(spec: DatasetSpec, *, train: bool, flip_prob: float = 0.5) -> DetectionDataset:
+    """The COCO or VOC dataset a catalog spec points at, with train/test transforms."""
+    transforms = build_transforms(train, flip_prob)
+    if spec.kind == "voc":
+        assert spec.data_dir is not None and spec.split is not None
+        return VOCDetection(spec.data_dir, spec.split, train=train, transforms=transforms)
+    assert spec.ann_file is not None
+    return COCODetection(spec.img_dir, spec.ann_file, train=train, transforms=transforms)
+
+
+def build_datasets(
+    names: Sequence[str],
+    *,
+    train: bool,
+    flip_prob: float = 0.5,
+    root: str | os.PathLike[str] | None = None,
+) -> list[DetectionDataset]:
+    """One dataset per catalog name (or IMG_DIR@ANN_JSON); see `fad.data.catalog`."""
+    if not names:
+        raise FadError("no dataset names given")
+    return [build_dataset(resolve(n, root), train=train, flip_prob=flip_prob) for n in names]
+
+
+def collate(batch: Sequence[tuple[torch.Tensor, dict[str, Any]]]):
+    """[(image, target), ...] -> (list of images, list of targets)."""
+    images = [image for image, _ in batch]
+    targets = [target for _, target in batch]
+    return images, targets
+
+
+def _check_same_classes(datasets: Sequence[DetectionDataset]) -> None:
+    first = datasets[0]
+    for other in datasets[1:]:
+        if other.class_names != first.class_names:
+            raise FadError(
+                f"training sets disagree on classes: {first.source} has {first.class_names}, "
+                f"{other.source} has {other.class_names}"
+            )
+
+
+def build_train_loader(
+    datasets: Sequence[DetectionDataset],
+    *,
+    images_per_batch: int,
+    max_iter: int,
+    start_iter: int = 0,
+    seed: int = 0,
+    num_workers: int = 0,
+    aspect_ratio_grouping: bool = True,
+    rank: int = 0,
+    world_size: int = 1,
+) -> DataLoader:
+    """Iteration-based loader over the concatenated training sets (batches from start_iter on).
+
+    `images_per_batch` is per process; the global batch is images_per_batch * world_size.
+    """
+    if not datasets:
+        raise FadError("no training datasets")
+    _check_same_classes(datasets)
+    group_ids = None
+    if aspect_ratio_grouping:
+        group_ids = [
+            int(info["width"] >= info["height"])
+            for dataset in datasets
+            for info in map(dataset.get_img_info, range(len(dataset)))
+        ]
+    concat = ConcatDataset(datasets)
+    sampler = IterationBatchSampler(
+        len(concat),
+        images_per_batch,
+        max_iter,
+        start_iter=start_iter,
+        seed=seed,
+        group_ids=group_ids,
+        rank=rank,
+        world_size=world_size,
+    )
+    # seeds the workers' torch RNG (flips); also keeps iteration from consuming the global RNG
+    worker_seed = int(np.random.SeedSequence([seed, start_iter, rank]).generate_state(1)[0])
+    generator = torch.Generator().manual_seed(worker_seed)
+    return DataLoader(
+        concat,
+        batch_sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=collate,
+        generator=generator,
+    )
+
+
+def build_test_loader(
+    dataset: DetectionDataset,
+    *,
+    images_per_batch: int,
+    num_workers: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+) -> DataLoader:
+    """Loader over this rank's share (indices rank, rank + W, ...) of `dataset`, in order."""
+    if images_per_batch < 1:
+        raise FadError(f"images per batch must be >= 1, got {images_per_batch}")
+    sampler = InferenceSampler(len(dataset), rank=rank, world_size=world_size)
+    return DataLoader(
+        dataset,
+        batch_sampler=BatchSampler(sampler, images_per_batch, drop_last=False),
+        num_workers=num_workers,
+        collate_fn=collate,
+    )

@@ -1,0 +1,139 @@
+"""Dataset catalog: dataset names -> where their images and annotations live.
+
+The datasets root is `$FAD_DATASETS` if set, else `./datasets`. Expected layout under it:
+    coco/images/{train2017,val2017,train2014,val2014}/*.jpg   (or all images in coco/images)
+    coco/annotations/instances_{train2017,val2017,train2014,val2014,minival2014,
+                                valminusminival2014}.json
+    voc/VOC2012/{Annotations,ImageSets/Main,JPEGImages}      (and voc/VOC2007/...)
+    shapes/                                                   (generated on first use)
+Any COCO-format set can also be named as "IMG_DIR@ANN_JSON" (paths relative to the working
+directory).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from fad.data.shapes import ensure_shapes
+from fad.errors import FadError
+
+# name -> (image folder, annotation json), both relative to <root>/coco
+_COCO: dict[str, tuple[str, str]] = {
+    "coco_2017_train": ("images/train2017", "annotations/instances_train2017.json"),
+    "coco_2017_val": ("images/val2017", "annotations/instances_val2017.json"),
+    "coco_2014_train": ("images/train2014", "annotations/instances_train2014.json"),
+    "coco_2014_val": ("images/val2014", "annotations/instances_val2014.json"),
+    "coco_2014_minival": ("images/val2014", "annotations/instances_minival2014.json"),
+    "coco_2014_valminusminival": (
+        "images/val2014",
+        "annotations/instances_valminusminival2014.json",
+    ),
+}
+_VOC_YEARS = ("2007", "2012")
+_VOC_SPLITS = ("train", "val", "trainval", "test")
+_SHAPES_SPLITS = ("train", "val")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Where a dataset lives.
+
+    kind "coco": `img_dir` + `ann_file`. kind "voc": `img_dir` (JPEGImages), `data_dir` (the
+    VOC<year> folder holding Annotations/ and ImageSets/Main/) and `split`.
+    """
+
+    name: str
+    kind: str
+    img_dir: Path
+    ann_file: Path | None = None
+    data_dir: Path | None = None
+    split: str | None = None
+
+
+def datasets_root(root: str | os.PathLike[str] | None = None) -> Path:
+    """`root` if given, else `$FAD_DATASETS`, else `./datasets`."""
+    if root is not None:
+        return Path(root)
+    return Path(os.environ.get("FAD_DATASETS") or "datasets")
+
+
+def dataset_names() -> list[str]:
+    """All catalog names (besides the "IMG_DIR@ANN_JSON" form)."""
+    names = list(_COCO)
+    names += [f"voc_{year}_{split}" for year in _VOC_YEARS for split in _VOC_SPLITS]
+    names += [f"shapes_{split}" for split in _SHAPES_SPLITS]
+    return names
+
+
+def _require(path: Path, name: str, layout: str, is_dir: bool) -> None:
+    exists = path.is_dir() if is_dir else path.is_file()
+    if not exists:
+        raise FadError(f"dataset {name!r}: missing {path} (expected layout: {layout})")
+
+
+def _coco_spec(name: str, root: Path) -> DatasetSpec:
+    img_rel, ann_rel = _COCO[name]
+    base = root / "coco"
+    img_dir = base / img_rel
+    if not img_dir.is_dir():
+        img_dir = base / "images"
+    layout = f"{base}/{img_rel}/*.jpg (or {base}/images/*.jpg) and {base}/{ann_rel}"
+    _require(img_dir, name, layout, is_dir=True)
+    _require(base / ann_rel, name, layout, is_dir=False)
+    return DatasetSpec(name, "coco", img_dir, ann_file=base / ann_rel)
+
+
+def _voc_spec(name: str, root: Path) -> DatasetSpec:
+    _, year, split = name.split("_")
+    data_dir = root / "voc" / f"VOC{year}"
+    set_file = data_dir / "ImageSets" / "Main" / f"{split}.txt"
+    layout = f"{data_dir}/{{Annotations/*.xml, ImageSets/Main/{split}.txt, JPEGImages/*.jpg}}"
+    _require(data_dir / "Annotations", name, layout, is_dir=True)
+    _require(data_dir / "JPEGImages", name, layout, is_dir=True)
+    _require(set_file, name, layout, is_dir=False)
+    return DatasetSpec(name, "voc", data_dir / "JPEGImages", data_dir=data_dir, split=split)
+
+
+def _shapes_spec(name: str, root: Path) -> DatasetSpec:
+    split = name.split("_", 1)[1]
+    base = ensure_shapes(root)
+    ann_file = base / "annotations" / f"instances_{split}.json"
+    return DatasetSpec(name, "coco", base / split, ann_file=ann_file)
+
+
+def _path_pair_spec(name: str) -> DatasetSpec:
+    img_part, _, ann_part = name.partition("@")
+    if not img_part or not ann_part:
+        raise FadError(f"dataset {name!r}: expected IMG_DIR@ANN_JSON with both parts non-empty")
+    layout = "IMG_DIR@ANN_JSON: a folder of images and a COCO-format json"
+    img_dir, ann_file = Path(img_part), Path(ann_part)
+    _require(img_dir, name, layout, is_dir=True)
+    _require(ann_file, name, layout, is_dir=False)
+    return DatasetSpec(name, "coco", img_dir, ann_file=ann_file)
+
+
+def resolve(name: str, root: str | os.PathLike[str] | None = None) -> DatasetSpec:
+    """Look `name` up (or parse "IMG_DIR@ANN_JSON") and check its files exist.
+
+    Raises FadError listing the valid names (and the closest one) for an unknown name, or naming
+    the missing path and the expected layout.
+    """
+    if "@" in name:
+        return _path_pair_spec(name)
+    base = datasets_root(root)
+    if name in _COCO:
+        return _coco_spec(name, base)
+    if name.startswith("voc_") and name in dataset_names():
+        return _voc_spec(name, base)
+    if name.startswith("shapes_") and name in dataset_names():
+        return _shapes_spec(name, base)
+    names = dataset_names()
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise FadError(
+        f"unknown dataset {name!r}.{hint} Valid names: {', '.join(names)}, "
+        "or IMG_DIR@ANN_JSON for any COCO-format set"
+    )

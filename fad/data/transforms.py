@@ -1,0 +1,79 @@
+"""Data-side transforms: to-tensor and (training) random horizontal flip.
+
+Resizing and normalisation happen inside the model (torchvision's GeneralizedRCNNTransform).
+Each transform maps `(image, target) -> (image, target)`; `target["boxes"]` is FloatTensor[N, 4]
+xyxy in pixels. Randomness comes from the torch RNG only (one `torch.rand` draw per flip call),
+so a run is reproducible given `torch.manual_seed` (and the DataLoader's worker seeding).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from PIL import Image
+
+from fad.data.detection import Target
+from fad.data.image_io import to_tensor
+from fad.errors import FadError
+
+Transform = Callable[[Any, Target], tuple[Any, Target]]
+
+
+class Compose:
+    """Apply transforms in order."""
+
+    def __init__(self, transforms: Sequence[Transform]) -> None:
+        self.transforms = list(transforms)
+
+    def __call__(self, image: Any, target: Target) -> tuple[Any, Target]:
+        for transform in self.transforms:
+            image, target = transform(image, target)
+        return image, target
+
+    def __repr__(self) -> str:
+        return f"Compose({self.transforms})"
+
+
+class ToTensor:
+    """PIL image -> FloatTensor[3, H, W] in [0, 1]; the target is unchanged."""
+
+    def __call__(self, image: Image.Image, target: Target) -> tuple[torch.Tensor, Target]:
+        return to_tensor(image), target
+
+    def __repr__(self) -> str:
+        return "ToTensor()"
+
+
+def hflip(image: torch.Tensor, target: Target) -> tuple[torch.Tensor, Target]:
+    """Mirror a [C, H, W] image and its xyxy boxes left-right."""
+    width = image.shape[-1]
+    boxes = target["boxes"]
+    flipped = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], 1)
+    return image.flip(-1), {**target, "boxes": flipped.reshape(-1, 4)}
+
+
+class RandomHorizontalFlip:
+    """With probability `prob`, mirror the image tensor and its boxes left-right."""
+
+    def __init__(self, prob: float = 0.5) -> None:
+        if not 0.0 <= prob <= 1.0:
+            raise FadError(f"flip probability must be in [0, 1], got {prob}")
+        self.prob = prob
+
+    def __call__(self, image: torch.Tensor, target: Target) -> tuple[torch.Tensor, Target]:
+        if torch.rand(()).item() < self.prob:
+            return hflip(image, target)
+        return image, target
+
+    def __repr__(self) -> str:
+        return f"RandomHorizontalFlip(prob={self.prob})"
+
+
+def build_transforms(train: bool, flip_prob: float = 0.5) -> Compose:
+    """To-tensor, followed in training by a random horizontal flip with `flip_prob`."""
+    transforms: list[Transform] = [ToTensor()]
+    if train:
+        transforms.append(RandomHorizontalFlip(flip_prob))
+    return Compose(transforms)

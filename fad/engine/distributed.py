@@ -1,0 +1,83 @@
+"""Process-group helpers: one process per device, started by torchrun (or the legacy launcher).
+
+Everything works unchanged in a single process, where these helpers are no-ops.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def get_rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def get_world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main_process() -> bool:
+    return get_rank() == 0
+
+
+def init_from_env(local_rank: int | None = None) -> torch.device:
+    """Join the process group described by torchrun's environment (if any); pick the device.
+
+    NCCL on GPU, gloo on CPU. `local_rank` is the legacy `--local_rank` argument of
+    `torch.distributed.launch`; LOCAL_RANK from the environment wins when both are set.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local = int(os.environ.get("LOCAL_RANK", local_rank if local_rank is not None else 0))
+    use_cuda = torch.cuda.is_available()
+    device = torch.device("cuda", local) if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(device)
+    if world > 1 and not is_distributed():
+        dist.init_process_group(
+            backend="nccl" if use_cuda else "gloo", timeout=timedelta(minutes=30)
+        )
+    return device
+
+
+def synchronize() -> None:
+    if is_distributed() and get_world_size() > 1:
+        dist.barrier()
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    if is_distributed() and get_world_size() > 1:
+        tensor = tensor.clone()
+        dist.all_reduce(tensor)
+    return tensor
+
+
+def any_across_processes(flag: bool, device: torch.device) -> bool:
+    """True on every rank if `flag` is True on any rank (to stop all ranks together)."""
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    return bool(all_reduce_sum(value).item() > 0)
+
+
+def all_gather_objects(obj: Any) -> list[Any]:
+    """Every rank's `obj`, in rank order (a one-element list in a single process)."""
+    if not is_distributed() or get_world_size() == 1:
+        return [obj]
+    out: list[Any] = [None] * get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def reduce_loss_dict(losses: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Loss values averaged over processes, as floats for logging."""
+    names = sorted(losses)
+    values = torch.stack([losses[k].detach().float() for k in names])
+    values = all_reduce_sum(values) / get_world_size()
+    return {k: float(v) for k, v in zip(names, values)}

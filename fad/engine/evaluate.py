@@ -1,0 +1,130 @@
+"""Inference over DATASETS.TEST and COCO AP (VOC mAP too for VOC sets), sharded across processes.
+
+Each rank infers on its shard; detections are gathered to rank 0, which checks that every image
+was evaluated exactly once and computes AP once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import torch
+from torch import nn
+from yacs.config import CfgNode as CN
+
+from fad.data.build import build_datasets, build_test_loader
+from fad.engine.distributed import all_gather_objects, synchronize
+from fad.engine.setup import RunContext
+from fad.errors import FadError
+from fad.evaluation import detections_to_coco_results, evaluate_coco, write_results_json
+
+log = logging.getLogger("fad")
+
+
+@torch.no_grad()
+def infer(model: nn.Module, loader, device: torch.device) -> dict[int, dict[str, torch.Tensor]]:
+    """image_id -> detections (`boxes` xyxy in original pixels, `scores`, `labels`), on CPU."""
+    model.eval()
+    out: dict[int, dict[str, torch.Tensor]] = {}
+    for images, targets in loader:
+        detections = model([img.to(device) for img in images])
+        for target, det in zip(targets, detections):
+            out[int(target["image_id"])] = {k: v.detach().cpu() for k, v in det.items()}
+    return out
+
+
+def gather_detections(
+    local: dict[int, dict[str, torch.Tensor]], expected_ids: list[int]
+) -> dict[int, dict[str, torch.Tensor]] | None:
+    """All ranks' detections on rank 0 (None elsewhere); every image exactly once."""
+    parts = all_gather_objects(local)
+    merged: dict[int, dict[str, torch.Tensor]] = {}
+    for part in parts:
+        for image_id, det in part.items():
+            if image_id in merged:
+                raise FadError(f"image {image_id} was evaluated twice")
+            merged[image_id] = det
+    missing = set(expected_ids) - set(merged)
+    if missing:
+        raise FadError(f"{len(missing)} images were not evaluated, e.g. {sorted(missing)[:5]}")
+    return merged
+
+
+def evaluate_dataset(
+    model: nn.Module, dataset, name: str, ctx: RunContext, ims_per_batch: int, num_workers: int
+) -> dict[str, Any] | None:
+    loader = build_test_loader(
+        dataset,
+        images_per_batch=max(1, ims_per_batch // ctx.world_size),
+        num_workers=num_workers,
+        rank=ctx.rank,
+        world_size=ctx.world_size,
+    )
+    t0 = time.perf_counter()
+    local = infer(model, loader, ctx.device)
+    seconds = time.perf_counter() - t0
+    merged = gather_detections(local, list(dataset.image_ids))
+    synchronize()
+    if ctx.rank != 0:
+        return None
+    results = []
+    for image_id in sorted(merged):
+        det = merged[image_id]
+        results += detections_to_coco_results(
+            image_id, det["boxes"], det["scores"], det["labels"], dataset.label_to_category_id
+        )
+    folder = ctx.output_dir / "inference" / name
+    write_results_json(results, folder / "bbox.json")
+    log.info(
+        "%s: %d images, %d detections, inference %.1f s -> %s",
+        name,
+        len(merged),
+        len(results),
+        seconds,
+        folder / "bbox.json",
+    )
+    print(f"\nCOCO AP on {name} ({len(merged)} images):")
+    coco = evaluate_coco(
+        dataset.coco,
+        results,
+        class_names=dataset.class_names,
+        label_to_category_id=dataset.label_to_category_id,
+        image_ids=list(dataset.image_ids),
+    )
+    (folder / "coco_eval.txt").write_text(coco.text, encoding="utf-8")
+    report: dict[str, Any] = {
+        "coco": coco.stats,
+        "per_class": coco.per_class,
+        "seconds": seconds,
+        "images": len(merged),
+    }
+    if hasattr(dataset, "get_groundtruth"):
+        from fad.evaluation import evaluate_voc
+
+        ids = list(dataset.image_ids)
+        gts = [dataset.get_groundtruth(i) for i in range(len(ids))]
+        dets = [merged[i] for i in ids]
+        report["voc"] = evaluate_voc(gts, dets, dataset.class_names).mAP
+    return report
+
+
+def evaluate_model(
+    cfg: CN, model: nn.Module, ctx: RunContext, class_names: list[str]
+) -> dict[str, Any]:
+    """Evaluate on every DATASETS.TEST set; returns {name: report} on rank 0 ({} elsewhere)."""
+    reports: dict[str, Any] = {}
+    for name in cfg.DATASETS.TEST:
+        dataset = build_datasets([name], train=False)[0]
+        if list(dataset.class_names) != list(class_names):
+            raise FadError(
+                f"test set {name} has classes {list(dataset.class_names)[:5]}... but the model was "
+                f"trained on {list(class_names)[:5]}..."
+            )
+        report = evaluate_dataset(
+            model, dataset, name, ctx, cfg.TEST.IMS_PER_BATCH, cfg.DATALOADER.NUM_WORKERS
+        )
+        if report is not None:
+            reports[name] = report
+    return reports

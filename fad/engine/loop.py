@@ -1,0 +1,144 @@
+"""The iteration loop shared by training and search: a `step` callable plus the hooks every long
+run needs (progress line, TensorBoard, periodic atomic checkpoints, Ctrl-C/SIGTERM handling,
+non-finite loss guard)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import math
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from fad.engine.distributed import any_across_processes, is_main_process, reduce_loss_dict
+from fad.errors import FadError
+
+log = logging.getLogger("fad")
+
+Step = Callable[[int, object], dict[str, torch.Tensor]]
+
+
+class NonFiniteLossError(FadError):
+    """A NaN/Inf loss or gradient norm: the run stops before the optimizer step."""
+
+
+def check_finite(
+    iteration: int, losses: dict[str, torch.Tensor], device: torch.device, what: str = "loss"
+) -> None:
+    """Raise NonFiniteLossError on every rank if any rank has a non-finite value."""
+    bad = {k: float(v) for k, v in losses.items() if not math.isfinite(float(v))}
+    if any_across_processes(bool(bad), device):
+        terms = ", ".join(f"{k}={float(v):.4g}" for k, v in losses.items())
+        raise NonFiniteLossError(
+            f"non-finite {what} at iteration {iteration + 1} ({terms or 'on another process'}); "
+            "stopped before the optimizer step, the last checkpoint is intact"
+        )
+
+
+@dataclass
+class LoopHooks:
+    """What the loop does around each step."""
+
+    save: Callable[[int], Path]  # save a checkpoint after `iteration` completed iterations
+    checkpoint_period: int
+    log_period: int = 20
+    writer: object | None = None  # torch.utils.tensorboard.SummaryWriter
+    lr: Callable[[], float] = lambda: 0.0
+    images_per_iter: int = 1
+    on_checkpoint: list[Callable[[int], None]] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Turn SIGTERM into KeyboardInterrupt for the duration (main thread only)."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _format_eta(seconds: float) -> str:
+    return str(datetime.timedelta(seconds=int(max(0, seconds))))
+
+
+def run_loop(
+    step: Step,
+    batches: Iterator,
+    *,
+    start_iter: int,
+    max_iter: int,
+    hooks: LoopHooks,
+    device: torch.device,
+) -> dict[str, float]:
+    """Run iterations start_iter..max_iter-1; return timing statistics.
+
+    On Ctrl-C or SIGTERM, the completed iterations are checkpointed and a FadError with a resume
+    hint is raised (non-zero exit).
+    """
+    completed = start_iter
+    t0 = time.perf_counter()
+    window_t, window_n = t0, 0
+    with sigterm_as_interrupt():
+        try:
+            for iteration in range(start_iter, max_iter):
+                batch = next(batches)
+                losses = step(iteration, batch)
+                completed = done = iteration + 1
+                window_n += 1
+                if done % hooks.log_period == 0 or done == max_iter or done == start_iter + 1:
+                    values = reduce_loss_dict(losses)
+                    now = time.perf_counter()
+                    its = window_n / max(now - window_t, 1e-9)
+                    window_t, window_n = now, 0
+                    total = sum(values.values())
+                    terms = "  ".join(f"{k} {v:.4f}" for k, v in values.items())
+                    log.info(
+                        "iter %d/%d  loss %.4f  %s  lr %.6f  %.2f it/s  eta %s",
+                        done,
+                        max_iter,
+                        total,
+                        terms,
+                        hooks.lr(),
+                        its,
+                        _format_eta((max_iter - done) / max(its, 1e-9)),
+                    )
+                    if hooks.writer is not None:
+                        hooks.writer.add_scalar("loss/total", total, done)
+                        for k, v in values.items():
+                            hooks.writer.add_scalar(f"loss/{k}", v, done)
+                        hooks.writer.add_scalar("lr", hooks.lr(), done)
+                        hooks.writer.add_scalar("speed/it_per_s", its, done)
+                if done % hooks.checkpoint_period == 0 and done != max_iter:
+                    if is_main_process():
+                        hooks.save(done)
+                    for callback in hooks.on_checkpoint:
+                        callback(done)
+        except KeyboardInterrupt:
+            where = hooks.save(completed) if is_main_process() and completed > start_iter else None
+            hint = f"checkpoint {where}; " if where else ""
+            raise FadError(
+                f"interrupted at iteration {completed}; {hint}run the same command again to resume"
+            ) from None
+    elapsed = time.perf_counter() - t0
+    n = max_iter - start_iter
+    return {
+        "iterations": n,
+        "seconds": elapsed,
+        "it_per_s": n / elapsed if elapsed > 0 else 0.0,
+        "images_per_s": n * hooks.images_per_iter / elapsed if elapsed > 0 else 0.0,
+    }

@@ -1,0 +1,85 @@
+"""ResNet / ResNeXt + FPN (P3-P7, P6 and P7 from P5) from torchvision's building blocks."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from torch import nn
+from torchvision.models import resnet
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.ops import FrozenBatchNorm2d
+from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+
+# depth -> (block, layers per stage)
+RESNET_LAYOUTS: dict[int, tuple[type[nn.Module], list[int]]] = {
+    18: (resnet.BasicBlock, [2, 2, 2, 2]),
+    34: (resnet.BasicBlock, [3, 4, 6, 3]),
+    50: (resnet.Bottleneck, [3, 4, 6, 3]),
+    101: (resnet.Bottleneck, [3, 4, 23, 3]),
+    152: (resnet.Bottleneck, [3, 8, 36, 3]),
+}
+
+# (depth, groups, width per group) -> torchvision ImageNet weights enum name
+TORCHVISION_WEIGHTS: dict[tuple[int, int, int], str] = {
+    (18, 1, 64): "ResNet18_Weights.IMAGENET1K_V1",
+    (34, 1, 64): "ResNet34_Weights.IMAGENET1K_V1",
+    (50, 1, 64): "ResNet50_Weights.IMAGENET1K_V1",
+    (101, 1, 64): "ResNet101_Weights.IMAGENET1K_V1",
+    (152, 1, 64): "ResNet152_Weights.IMAGENET1K_V1",
+    (50, 32, 4): "ResNeXt50_32X4D_Weights.IMAGENET1K_V1",
+    (101, 32, 8): "ResNeXt101_32X8D_Weights.IMAGENET1K_V1",
+    (101, 64, 4): "ResNeXt101_64X4D_Weights.IMAGENET1K_V1",
+}
+
+
+def _norm_layer(norm: str) -> type[nn.Module] | partial:
+    if norm == "FrozenBN":
+        return FrozenBatchNorm2d
+    if norm == "BN":
+        return nn.BatchNorm2d
+    return partial(nn.GroupNorm, 32)
+
+
+def build_resnet(depth: int, groups: int = 1, width_per_group: int = 64, norm: str = "FrozenBN"):
+    """A torchvision ResNet (ResNeXt when groups > 1) without weights."""
+    block, layers = RESNET_LAYOUTS[depth]
+    if block is resnet.BasicBlock and (groups, width_per_group) != (1, 64):
+        raise ValueError(f"ResNet-{depth} has no grouped (ResNeXt) variant")
+    return resnet.ResNet(
+        block, layers, groups=groups, width_per_group=width_per_group, norm_layer=_norm_layer(norm)
+    )
+
+
+def freeze_stages(body: nn.Module, freeze_at: int) -> None:
+    """Freeze the stem (freeze_at >= 1) and res2..res{freeze_at} as maskrcnn-benchmark does."""
+    stages = ["conv1", "layer1", "layer2", "layer3", "layer4"][:freeze_at]
+    for name, parameter in body.named_parameters():
+        stem = name.startswith(("conv1.", "bn1."))
+        if (stem and freeze_at >= 1) or any(name.startswith(s + ".") for s in stages[1:]):
+            parameter.requires_grad_(False)
+
+
+def build_resnet_fpn(
+    depth: int,
+    *,
+    groups: int = 1,
+    width_per_group: int = 64,
+    out_channels: int = 256,
+    norm: str = "FrozenBN",
+    freeze_at: int = 2,
+) -> BackboneWithFPN:
+    """ResNet body + FPN on C3-C5 + P6/P7 computed from P5 (FCOS, `USE_C5 False`).
+
+    Output: an OrderedDict of 5 maps ('0','1','2','p6','p7') at strides 8..128, `out_channels` each.
+    """
+    body = build_resnet(depth, groups, width_per_group, norm)
+    freeze_stages(body, freeze_at)
+    expansion = 4 if depth >= 50 else 1
+    in_channels = [64 * expansion * 2, 64 * expansion * 4, 64 * expansion * 8]
+    return BackboneWithFPN(
+        body,
+        return_layers={"layer2": "0", "layer3": "1", "layer4": "2"},
+        in_channels_list=in_channels,
+        out_channels=out_channels,
+        extra_blocks=LastLevelP6P7(out_channels, out_channels),
+    )

@@ -1,0 +1,137 @@
+"""Config -> detector. The only place that reads MODEL.* keys; modules get explicit arguments."""
+
+from __future__ import annotations
+
+import logging
+
+from yacs.config import CfgNode as CN
+
+from fad.config.validate import conv_body_depth
+from fad.errors import FadError
+from fad.modeling.backbone import build_resnet_fpn
+from fad.modeling.fcos import FCOSDetector, TrainTestTransform
+from fad.modeling.head import FCOSHead
+from fad.modeling.weights import load_backbone_weights
+from fad.search_space.genotype import Genotype
+from fad.search_space.towers import CellTowerSpec, TowerSpec, build_towers
+
+log = logging.getLogger("fad")
+
+
+def tower_mode(cfg: CN, genotypes: dict[str, Genotype] | None) -> str:
+    """'standard' (plain FCOS), 'search' (MODEL.FAD.SEARCH) or 'genotype' (a genotype given)."""
+    fad = cfg.MODEL.FAD
+    if fad.SEARCH:
+        return "search"
+    if genotypes:
+        return "genotype"
+    if cfg.MODEL.FAD_ON:
+        raise FadError(
+            "MODEL.FAD_ON with MODEL.FAD.SEARCH False builds the towers of a genotype: give "
+            "--genotype-file FILE (e.g. a search's genotype.log) or --genotype paper"
+        )
+    return "standard"
+
+
+def tower_spec(cfg: CN, genotypes: dict[str, Genotype] | None) -> TowerSpec:
+    mode = tower_mode(cfg, genotypes)
+    fad = cfg.MODEL.FAD
+    genotypes = genotypes or {}
+    if mode == "genotype":
+        for role, flag in (("box", fad.BOXTOWER), ("cls", fad.CLSTOWER)):
+            if flag and role not in genotypes:
+                raise FadError(
+                    f"MODEL.FAD.{role.upper()}TOWER is on but the genotype has no {role} line"
+                )
+    return TowerSpec(
+        mode=mode,
+        channels=cfg.MODEL.RESNETS.BACKBONE_OUT_CHANNELS,
+        num_convs=cfg.MODEL.FCOS.NUM_CONVS,
+        box=CellTowerSpec(
+            enabled=fad.BOXTOWER,
+            num_cells=fad.NUM_CELLS_BOX,
+            num_nodes=fad.NUM_NODES_BOX,
+            edge_channels=fad.NUM_CHANNELS_BOX,
+            genotype=genotypes.get("box") if fad.BOXTOWER else None,
+        ),
+        cls=CellTowerSpec(
+            enabled=fad.CLSTOWER,
+            num_cells=fad.NUM_CELLS_CLS,
+            num_nodes=fad.NUM_NODES_CLS,
+            edge_channels=fad.NUM_CHANNELS_CLS,
+            genotype=genotypes.get("cls") if fad.CLSTOWER else None,
+        ),
+        repshare=fad.REPSHARE,
+        space=fad.SPACE,
+    )
+
+
+def backbone_arch(cfg: CN) -> tuple[int, int, int]:
+    """(depth, groups, width per group) of MODEL.BACKBONE / MODEL.RESNETS."""
+    r = cfg.MODEL.RESNETS
+    return conv_body_depth(cfg.MODEL.BACKBONE.CONV_BODY), r.NUM_GROUPS, r.WIDTH_PER_GROUP
+
+
+def train_min_sizes(cfg: CN) -> tuple[int, ...]:
+    low, high = cfg.INPUT.MIN_SIZE_RANGE_TRAIN
+    if low != -1:
+        return tuple(range(low, high + 1))
+    return tuple(cfg.INPUT.MIN_SIZE_TRAIN)
+
+
+def build_detector(
+    cfg: CN,
+    num_classes: int,
+    genotypes: dict[str, Genotype] | None = None,
+    *,
+    load_weights: bool = True,
+) -> FCOSDetector:
+    """FCOS with the towers the config (and genotypes) call for; `num_classes` excludes background.
+
+    `load_weights` loads MODEL.WEIGHT into the backbone (off when a full checkpoint follows).
+    """
+    depth, groups, width = arch = backbone_arch(cfg)
+    norm = "GN" if cfg.MODEL.BACKBONE.USE_GN else cfg.MODEL.BACKBONE.NORM
+    backbone = build_resnet_fpn(
+        depth,
+        groups=groups,
+        width_per_group=width,
+        out_channels=cfg.MODEL.RESNETS.BACKBONE_OUT_CHANNELS,
+        norm=norm,
+        freeze_at=cfg.MODEL.BACKBONE.FREEZE_CONV_BODY_AT,
+    )
+    if load_weights:
+        load_backbone_weights(backbone.body, cfg.MODEL.WEIGHT, arch)
+    box_tower, cls_tower = build_towers(tower_spec(cfg, genotypes))
+    head = FCOSHead(
+        box_tower,
+        cls_tower,
+        in_channels=cfg.MODEL.RESNETS.BACKBONE_OUT_CHANNELS,
+        num_classes=num_classes,
+        num_levels=len(cfg.MODEL.FCOS.FPN_STRIDES),
+        prior_prob=cfg.MODEL.FCOS.PRIOR_PROB,
+    )
+    inp = cfg.INPUT
+    transform = TrainTestTransform(
+        train_min_sizes(cfg),
+        inp.MAX_SIZE_TRAIN,
+        inp.MIN_SIZE_TEST,
+        inp.MAX_SIZE_TEST,
+        inp.PIXEL_MEAN,
+        inp.PIXEL_STD,
+        size_divisible=cfg.DATALOADER.SIZE_DIVISIBILITY,
+    )
+    f = cfg.MODEL.FCOS
+    return FCOSDetector(
+        backbone,
+        head,
+        transform,
+        center_sampling_radius=f.CENTER_SAMPLING_RADIUS,
+        score_thresh=f.INFERENCE_TH,
+        nms_thresh=f.NMS_TH,
+        detections_per_img=cfg.TEST.DETECTIONS_PER_IMG,
+        topk_candidates=f.PRE_NMS_TOP_N,
+        focal_alpha=f.LOSS_ALPHA,
+        focal_gamma=f.LOSS_GAMMA,
+        iou_loss_type=f.IOU_LOSS_TYPE,
+    )

@@ -1,0 +1,77 @@
+"""The FCOS head with injected towers: towers -> predictors, shared across FPN levels."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+class Scale(nn.Module):
+    """A learnable scalar per FPN level on the box regression (as FCOS)."""
+
+    def __init__(self, init_value: float = 1.0) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor([init_value]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.scale
+
+
+def _flatten(x: Tensor) -> Tensor:
+    """[N, C, H, W] -> [N, H*W, C]"""
+    n, c, h, w = x.shape
+    return x.permute(0, 2, 3, 1).reshape(n, h * w, c)
+
+
+class FCOSHead(nn.Module):
+    """Box tower, cls tower, then the FCOS predictors (centerness on the box branch).
+
+    Args:
+        box_tower: maps an FPN level [N, W, H, W'] to a box feature with W channels.
+        cls_tower: called as `cls_tower(feature, box_feature)`, returns W channels. A standard tower
+            ignores `box_feature`; a FAD tower feeds it to its first cell (it sees the box
+            representation).
+        in_channels: W, the FPN width.
+        num_classes: object classes (no background).
+        num_levels: FPN levels (one Scale each).
+    """
+
+    def __init__(
+        self,
+        box_tower: nn.Module,
+        cls_tower: nn.Module,
+        in_channels: int,
+        num_classes: int,
+        num_levels: int = 5,
+        prior_prob: float = 0.01,
+    ) -> None:
+        super().__init__()
+        self.box_tower = box_tower
+        self.cls_tower = cls_tower
+        self.cls_logits = nn.Conv2d(in_channels, num_classes, 3, padding=1)
+        self.bbox_pred = nn.Conv2d(in_channels, 4, 3, padding=1)
+        self.centerness = nn.Conv2d(in_channels, 1, 3, padding=1)
+        self.scales = nn.ModuleList(Scale() for _ in range(num_levels))
+        for layer in (self.cls_logits, self.bbox_pred, self.centerness):
+            nn.init.normal_(layer.weight, std=0.01)
+            nn.init.constant_(layer.bias, 0.0)
+        nn.init.constant_(self.cls_logits.bias, -math.log((1 - prior_prob) / prior_prob))
+
+    def forward(self, features: list[Tensor]) -> dict[str, Tensor]:
+        """FPN levels -> `cls_logits` [N, HW, K], `bbox_regression` [N, HW, 4] (ltrb / stride,
+        non-negative) and `bbox_ctrness` [N, HW, 1], levels concatenated in order."""
+        cls_logits, bbox_regression, ctrness = [], [], []
+        for level, feature in enumerate(features):
+            box_feature = self.box_tower(feature)
+            cls_feature = self.cls_tower(feature, box_feature)
+            regression = torch.relu(self.scales[level](self.bbox_pred(box_feature)))
+            cls_logits.append(_flatten(self.cls_logits(cls_feature)))
+            bbox_regression.append(_flatten(regression))
+            ctrness.append(_flatten(self.centerness(box_feature)))
+        return {
+            "cls_logits": torch.cat(cls_logits, dim=1),
+            "bbox_regression": torch.cat(bbox_regression, dim=1),
+            "bbox_ctrness": torch.cat(ctrness, dim=1),
+        }

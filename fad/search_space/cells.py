@@ -1,0 +1,118 @@
+"""Cells: the search cell (every edge a mixed op) and the fixed cell (the edges of a genotype).
+
+A cell has two input states s0, s1 and ``num_nodes`` intermediate nodes of width W (node width,
+the FPN width); node k sums its edges from earlier states, and the cell outputs the channel concat
+of the nodes: [N, num_nodes * W, H, W']. An edge works in a narrow width C: 1x1 conv W -> C, the
+op, 1x1 conv C -> W (with bias in the fixed cell, without in the search cell, as the original; no
+1x1 at all when C == W). A cell input whose width is not W is first mapped to W by
+1x1 conv (bias) -> GroupNorm -> ReLU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from fad.search_space.genotype import INPUT_NODES, Genotype, validate_genotype
+from fad.search_space.ops import ConvUnit, build_op
+from fad.search_space.repshare import build_mixed_op
+
+
+def preprocess(in_channels: int, node_channels: int) -> nn.Module:
+    """Map a cell input to the node width: identity when it already has W channels."""
+    if in_channels == node_channels:
+        return nn.Identity()
+    return ConvUnit(nn.Conv2d(in_channels, node_channels, 1), node_channels)
+
+
+def _pointwise(in_channels: int, out_channels: int, bias: bool) -> nn.Module:
+    """The 1x1 conv between node and edge widths (identity when they are equal)."""
+    if in_channels == out_channels:
+        return nn.Identity()
+    return nn.Conv2d(in_channels, out_channels, 1, bias=bias)
+
+
+def fixed_edge(op_name: str, node_channels: int, edge_channels: int) -> nn.Sequential:
+    """A fixed edge: [N, W, H, W'] -> 1x1 (bias) -> op on C channels -> 1x1 (bias) -> same."""
+    return nn.Sequential(
+        _pointwise(node_channels, edge_channels, bias=True),
+        build_op(op_name, edge_channels),
+        _pointwise(edge_channels, node_channels, bias=True),
+    )
+
+
+class SearchEdge(nn.Module):
+    """A search edge: [N, W, H, W'], op weights [n_ops] -> [N, W, H, W']."""
+
+    def __init__(
+        self, op_names: Sequence[str], node_channels: int, edge_channels: int, repshare: bool
+    ) -> None:
+        super().__init__()
+        self.narrow = _pointwise(node_channels, edge_channels, bias=False)
+        self.mixed = build_mixed_op(op_names, edge_channels, repshare)
+        self.widen = _pointwise(edge_channels, node_channels, bias=False)
+
+    def forward(self, x: Tensor, weights: Tensor) -> Tensor:
+        return self.widen(self.mixed(self.narrow(x), weights))
+
+
+class SearchCell(nn.Module):
+    """A continuous cell: s0, s1 and per-node op weights -> [N, num_nodes * W, H, W']."""
+
+    def __init__(
+        self,
+        num_nodes: int,
+        in_channels: tuple[int, int],
+        node_channels: int,
+        edge_channels: int,
+        op_names: Sequence[str],
+        repshare: bool = True,
+    ) -> None:
+        super().__init__()
+        self.preprocess = nn.ModuleList(preprocess(c, node_channels) for c in in_channels)
+        self.nodes = nn.ModuleList(
+            nn.ModuleList(
+                SearchEdge(op_names, node_channels, edge_channels, repshare)
+                for _ in range(INPUT_NODES + k)
+            )
+            for k in range(num_nodes)
+        )
+        self.out_channels = num_nodes * node_channels
+
+    def forward(self, s0: Tensor, s1: Tensor, weights: Sequence[Tensor]) -> Tensor:
+        """``weights[k]``: [2 + k, n_ops], the softmaxed alphas of node k."""
+        states = [pre(s) for pre, s in zip(self.preprocess, (s0, s1), strict=True)]
+        for edges, node_weights in zip(self.nodes, weights, strict=True):
+            states.append(sum(e(s, w) for e, s, w in zip(edges, states, node_weights, strict=True)))
+        return torch.cat(states[INPUT_NODES:], dim=1)
+
+
+class FixedCell(nn.Module):
+    """The discrete cell of a genotype: s0, s1 -> [N, len(concat) * W, H, W']."""
+
+    def __init__(
+        self,
+        genotype: Genotype,
+        in_channels: tuple[int, int],
+        node_channels: int,
+        edge_channels: int,
+    ) -> None:
+        super().__init__()
+        validate_genotype(genotype)
+        self.genotype = genotype
+        self.preprocess = nn.ModuleList(preprocess(c, node_channels) for c in in_channels)
+        self.nodes = nn.ModuleList(
+            nn.ModuleList(fixed_edge(op, node_channels, edge_channels) for op, _ in node)
+            for node in genotype.normal
+        )
+        self.inputs = [[index for _, index in node] for node in genotype.normal]
+        self.concat = list(genotype.normal_concat)
+        self.out_channels = len(self.concat) * node_channels
+
+    def forward(self, s0: Tensor, s1: Tensor) -> Tensor:
+        states = [pre(s) for pre, s in zip(self.preprocess, (s0, s1), strict=True)]
+        for edges, inputs in zip(self.nodes, self.inputs, strict=True):
+            states.append(sum(edge(states[i]) for edge, i in zip(edges, inputs, strict=True)))
+        return torch.cat([states[i] for i in self.concat], dim=1)

@@ -1,0 +1,105 @@
+"""RepShare: one conv stack per base, computed once, whose intermediate results feed many ops.
+
+For the released space a base's stack is conv1 -> conv2 -> conv3; its results x1, x2, x3 are the
+outputs of ``X``, ``X_x2``, ``X_x3``, and the dilated suffix applied to the raw x1 and x2 gives
+``X+dil_conv_3x3`` and ``X_x2+dil_conv_3x3``. A result that is both an op output and the next
+conv's input (x1, x2) passes through its own 1x1 conv (no bias) before it is mixed, so the two
+roles are decoupled. One edge thus costs 10 conv units and four 1x1 convs for its 10 ops, where
+the naive mixed op (every op its own module, as plain DARTS) costs 22 conv units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from fad.errors import FadError
+from fad.search_space.ops import NONE, OpSpec, build_op, check_op_names, conv_unit, op_spec
+
+
+class RepShareStack(nn.Module):
+    """The shared stack of one base for the ops ``specs`` (all of that base)."""
+
+    def __init__(self, specs: Sequence[OpSpec], channels: int) -> None:
+        super().__init__()
+        bases = {spec.base for spec in specs}
+        if len(bases) != 1:
+            raise FadError(f"a RepShare stack needs ops of one base, got {sorted(bases)}")
+        depth = max(spec.depth for spec in specs)
+        self.specs = tuple(specs)
+        self.convs = nn.ModuleList(conv_unit(specs[0].base, channels) for _ in range(depth))
+        self.suffixes = nn.ModuleList(
+            conv_unit(spec.suffix, channels) if spec.suffix else nn.Identity() for spec in specs
+        )
+        self.decouple = nn.ModuleList(
+            nn.Conv2d(channels, channels, 1, bias=False)
+            if spec.suffix is None and spec.depth < depth
+            else nn.Identity()
+            for spec in specs
+        )
+
+    def shared_results(self, x: Tensor) -> list[Tensor]:
+        """Each op's result before decoupling: [N, C, H, W] -> one [N, C, H, W] per spec."""
+        raw = []
+        for conv in self.convs:
+            x = conv(x)
+            raw.append(x)
+        return [
+            suffix(raw[s.depth - 1]) for suffix, s in zip(self.suffixes, self.specs, strict=True)
+        ]
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        """[N, C, H, W] -> one decoupled [N, C, H, W] result per spec."""
+        return [dec(r) for dec, r in zip(self.decouple, self.shared_results(x), strict=True)]
+
+
+def _weighted_sum(outputs: Sequence[Tensor], weights: Tensor, columns: Sequence[int]) -> Tensor:
+    """sum_k weights[columns[k]] * outputs[k]; ``none`` has no column here and adds 0."""
+    total = weights[columns[0]] * outputs[0]
+    for column, out in zip(columns[1:], outputs[1:], strict=True):
+        total = total + weights[column] * out
+    return total
+
+
+class RepShareMixedOp(nn.Module):
+    """A mixed edge with RepShare: [N, C, H, W], weights [n_ops] -> [N, C, H, W]."""
+
+    def __init__(self, op_names: Sequence[str], channels: int) -> None:
+        super().__init__()
+        check_op_names(op_names)
+        self.op_names = tuple(op_names)
+        by_base: dict[str, list[tuple[int, OpSpec]]] = {}
+        for column, name in enumerate(op_names):
+            if name != NONE:
+                spec = op_spec(name)
+                by_base.setdefault(spec.base, []).append((column, spec))
+        self.stacks = nn.ModuleList(
+            RepShareStack([spec for _, spec in group], channels) for group in by_base.values()
+        )
+        self.columns = [column for group in by_base.values() for column, _ in group]
+
+    def forward(self, x: Tensor, weights: Tensor) -> Tensor:
+        outputs = [out for stack in self.stacks for out in stack(x)]
+        return _weighted_sum(outputs, weights, self.columns)
+
+
+class NaiveMixedOp(nn.Module):
+    """A mixed edge as plain DARTS builds it, every op its own module (the baseline)."""
+
+    def __init__(self, op_names: Sequence[str], channels: int) -> None:
+        super().__init__()
+        check_op_names(op_names)
+        self.op_names = tuple(op_names)
+        self.columns = [c for c, name in enumerate(op_names) if name != NONE]
+        self.ops = nn.ModuleList(build_op(op_names[c], channels) for c in self.columns)
+
+    def forward(self, x: Tensor, weights: Tensor) -> Tensor:
+        return _weighted_sum([op(x) for op in self.ops], weights, self.columns)
+
+
+def build_mixed_op(op_names: Sequence[str], channels: int, repshare: bool = True) -> nn.Module:
+    """A mixed edge over ``op_names`` (alpha-column order), RepShare or naive."""
+    if all(name == NONE for name in op_names):
+        raise FadError(f"a mixed op needs at least one op besides 'none', got {list(op_names)}")
+    return (RepShareMixedOp if repshare else NaiveMixedOp)(op_names, channels)

@@ -1,0 +1,263 @@
+"""Towers for the FCOS head -- the one seam between search and detection.
+
+Every tower maps one FPN level [N, W, H, W'] to [N, W, H, W']; the head calls
+``box = box_tower(F)`` then ``cls = cls_tower(F, box)`` on each level (weights shared across
+levels). Three kinds, chosen when the tower is built (never by a flag in ``forward``):
+
+- ``StandardTower``: FCOS's NUM_CONVS x (3x3 conv -> GroupNorm -> ReLU).
+- ``FixedTower``: the stacked cells of a genotype, then a 1x1 "reduce" conv back to W.
+- ``SearchTower``: stacked search cells sharing one set of alphas, then the reduce conv.
+
+A cell tower's first cell reads (box_feature, F) when a box feature is given (the cls tower sees
+the box representation) and (F, F) otherwise; cell k+1 reads (s1 of cell k, output of cell k).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fad.errors import FadError
+from fad.search_space.cells import FixedCell, SearchCell
+from fad.search_space.genotype import (
+    INPUT_NODES,
+    ROLES,
+    Genotype,
+    derive_genotype,
+    validate_genotype,
+)
+from fad.search_space.ops import GN_GROUPS, ConvUnit, space_ops, unknown_name_error
+
+MODES = ("standard", "search", "genotype")
+ALPHA_INIT_STD = 1e-3
+HEAD_INIT_STD = 0.01
+
+
+@dataclass(frozen=True)
+class CellTowerSpec:
+    """One FAD tower (MODEL.FAD.*_BOX / *_CLS); ``enabled=False`` means the standard tower."""
+
+    enabled: bool = True
+    num_cells: int = 2
+    num_nodes: int = 3
+    edge_channels: int = 96
+    genotype: Genotype | None = None
+
+
+@dataclass(frozen=True)
+class TowerSpec:
+    """What ``build_towers`` builds: explicit fields, validated on creation."""
+
+    mode: str = "standard"
+    channels: int = 256
+    num_convs: int = 4
+    box: CellTowerSpec = field(default_factory=CellTowerSpec)
+    cls: CellTowerSpec = field(default_factory=CellTowerSpec)
+    repshare: bool = True
+    space: str = "released"
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise unknown_name_error("tower mode", self.mode, MODES)
+        space_ops(self.space)
+        _check_positive("TowerSpec.num_convs", self.num_convs)
+        _check_group_norm("TowerSpec.channels", self.channels)
+        for role in ROLES:
+            tower: CellTowerSpec = getattr(self, role)
+            if self.mode == "standard" or not tower.enabled:
+                continue
+            _check_positive(f"TowerSpec.{role}.num_cells", tower.num_cells)
+            _check_positive(f"TowerSpec.{role}.num_nodes", tower.num_nodes)
+            _check_group_norm(f"TowerSpec.{role}.edge_channels", tower.edge_channels)
+            if self.mode == "genotype":
+                if tower.genotype is None:
+                    raise FadError(f"TowerSpec.{role}.genotype: required in mode 'genotype'")
+                validate_genotype(
+                    tower.genotype, num_nodes=tower.num_nodes, where=f"TowerSpec.{role}.genotype"
+                )
+
+
+def _check_positive(name: str, value: int) -> None:
+    if value < 1:
+        raise FadError(f"{name}: must be >= 1, got {value}")
+
+
+def _check_group_norm(name: str, value: int) -> None:
+    if value < GN_GROUPS or value % GN_GROUPS:
+        raise FadError(
+            f"{name}: must be a positive multiple of {GN_GROUPS} (GroupNorm), got {value}"
+        )
+
+
+def _init_normal(module: nn.Module) -> None:
+    """FCOS head init: every conv's weight ~ N(0, 0.01), bias 0."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d):
+            nn.init.normal_(layer.weight, std=HEAD_INIT_STD)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+
+
+class Tower(nn.Module):
+    """Base of every tower: [N, W, H, W'] (and the box tower's output) -> [N, W, H, W']."""
+
+    out_channels: int
+
+    def forward(self, feature: Tensor, box_feature: Tensor | None = None) -> Tensor:
+        raise NotImplementedError
+
+
+class StandardTower(Tower):
+    """FCOS's tower: ``num_convs`` x (3x3 conv -> GN -> ReLU); ignores ``box_feature``."""
+
+    def __init__(self, channels: int, num_convs: int) -> None:
+        super().__init__()
+        self.out_channels = channels
+        self.layers = nn.Sequential(
+            *(
+                ConvUnit(nn.Conv2d(channels, channels, 3, padding=1), channels)
+                for _ in range(num_convs)
+            )
+        )
+        _init_normal(self.layers)
+
+    def forward(self, feature: Tensor, box_feature: Tensor | None = None) -> Tensor:
+        return self.layers(feature)
+
+
+def _run_cells(
+    cells: nn.ModuleList, feature: Tensor, box_feature: Tensor | None, *args: object
+) -> Tensor:
+    """Stack the cells: cell k+1 reads (s1 of cell k, output of cell k)."""
+    s0, s1 = (feature if box_feature is None else box_feature), feature
+    for cell in cells:
+        s0, s1 = s1, cell(s0, s1, *args)
+    return s1
+
+
+class CellTower(Tower):
+    """Stacked cells and the 1x1 reduce conv (num_nodes * W -> W) of a FAD tower.
+
+    ``role`` ("box" or "cls") names the tower; as the original, the cls reduce conv gets the
+    FCOS head init (N(0, 0.01), bias 0) and the box reduce conv keeps PyTorch's default init.
+    """
+
+    def __init__(self, role: str, cells: list[nn.Module], channels: int) -> None:
+        super().__init__()
+        self.role = role
+        self.out_channels = channels
+        self.cells = nn.ModuleList(cells)
+        self.reduce = nn.Conv2d(cells[-1].out_channels, channels, 1)
+        if role == "cls":
+            _init_normal(self.reduce)
+
+    def forward_cells(self, feature: Tensor, box_feature: Tensor | None = None) -> Tensor:
+        """The stacked cells alone: [N, W, H, W'] -> [N, num_nodes * W, H, W']."""
+        raise NotImplementedError
+
+    def forward(self, feature: Tensor, box_feature: Tensor | None = None) -> Tensor:
+        return self.reduce(self.forward_cells(feature, box_feature))
+
+
+class FixedTower(CellTower):
+    """The cells of a genotype: [N, W, H, W'] (+ box feature) -> [N, W, H, W']."""
+
+    def forward_cells(self, feature: Tensor, box_feature: Tensor | None = None) -> Tensor:
+        return _run_cells(self.cells, feature, box_feature)
+
+
+class SearchTower(CellTower):
+    """Search cells sharing this tower's alphas: one [2 + k, n_ops] parameter per node k."""
+
+    def __init__(
+        self, role: str, cells: list[nn.Module], channels: int, op_names: tuple[str, ...]
+    ) -> None:
+        super().__init__(role, cells, channels)
+        self.op_names = op_names
+        num_nodes = len(cells[0].nodes)
+        self.alphas = nn.ParameterList(
+            nn.Parameter(ALPHA_INIT_STD * torch.randn(INPUT_NODES + k, len(op_names)))
+            for k in range(num_nodes)
+        )
+
+    def forward_cells(self, feature: Tensor, box_feature: Tensor | None = None) -> Tensor:
+        weights = [F.softmax(alpha, dim=-1) for alpha in self.alphas]
+        return _run_cells(self.cells, feature, box_feature, weights)
+
+    def genotype(self) -> Genotype:
+        """The discrete cell of the current alphas (see ``derive_genotype``)."""
+        return derive_genotype(list(self.alphas), self.op_names)
+
+
+def _cells(
+    spec: TowerSpec, tower: CellTowerSpec, make: Callable[..., nn.Module]
+) -> list[nn.Module]:
+    """Build the stack: cell 0 reads (W, W); cell k+1 reads (input s1 of cell k, its output)."""
+    cells = []
+    c0 = c1 = spec.channels
+    for _ in range(tower.num_cells):
+        cell = make(in_channels=(c0, c1), node_channels=spec.channels)
+        cells.append(cell)
+        c0, c1 = c1, cell.out_channels
+    return cells
+
+
+def build_tower(spec: TowerSpec, role: str) -> Tower:
+    """The ``role`` ("box" or "cls") tower of ``spec``."""
+    tower: CellTowerSpec = getattr(spec, role)
+    if spec.mode == "standard" or not tower.enabled:
+        return StandardTower(spec.channels, spec.num_convs)
+    if spec.mode == "genotype":
+        make = functools.partial(FixedCell, tower.genotype, edge_channels=tower.edge_channels)
+        return FixedTower(role, _cells(spec, tower, make), spec.channels)
+    op_names = space_ops(spec.space)
+    make = functools.partial(
+        SearchCell,
+        tower.num_nodes,
+        edge_channels=tower.edge_channels,
+        op_names=op_names,
+        repshare=spec.repshare,
+    )
+    return SearchTower(role, _cells(spec, tower, make), spec.channels, op_names)
+
+
+def build_towers(spec: TowerSpec) -> tuple[Tower, Tower]:
+    """(box_tower, cls_tower) of ``spec``."""
+    return build_tower(spec, "box"), build_tower(spec, "cls")
+
+
+def search_towers(module: nn.Module) -> Iterator[SearchTower]:
+    """Every search tower inside ``module`` (a head, a detector, a DDP wrapper...)."""
+    return (m for m in module.modules() if isinstance(m, SearchTower))
+
+
+def named_alphas(module: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """(name, alpha) of every search tower's alphas inside ``module``, names as in state_dict."""
+    ids = {id(p) for tower in search_towers(module) for p in tower.alphas}
+    return [(name, p) for name, p in module.named_parameters() if id(p) in ids]
+
+
+def alphas(module: nn.Module) -> list[nn.Parameter]:
+    """The architecture parameters inside ``module``."""
+    return [p for _, p in named_alphas(module)]
+
+
+def weights(module: nn.Module) -> list[nn.Parameter]:
+    """Every parameter of ``module`` that is not an alpha (the network weights)."""
+    ids = {id(p) for p in alphas(module)}
+    return [p for p in module.parameters() if id(p) not in ids]
+
+
+def derive_genotypes(model: nn.Module) -> dict[str, Genotype]:
+    """{"box": ..., "cls": ...} for the search towers inside ``model`` (absent when not searched)."""
+    genotypes: dict[str, Genotype] = {}
+    for tower in search_towers(model):
+        if tower.role in genotypes:
+            raise FadError(f"two search towers with role {tower.role!r} in the model")
+        genotypes[tower.role] = tower.genotype()
+    return genotypes

@@ -1,0 +1,55 @@
+import pytest
+import torch
+
+from fad.solver import build_scheduler, build_sgd, warmup_multistep_factor
+
+
+def test_bias_params_get_their_own_lr_and_decay():
+    model = torch.nn.Conv2d(3, 4, 3)
+    opt = build_sgd(
+        model.named_parameters(),
+        base_lr=0.1,
+        momentum=0.9,
+        weight_decay=1e-4,
+        bias_lr_factor=2.0,
+        weight_decay_bias=0.0,
+    )
+    lrs = sorted((g["lr"], g["weight_decay"]) for g in opt.param_groups)
+    assert lrs == [(0.1, 1e-4), (0.2, 0.0)]
+
+
+def test_frozen_params_are_not_optimised():
+    model = torch.nn.Linear(2, 2)
+    model.weight.requires_grad_(False)
+    opt = build_sgd(model.named_parameters(), base_lr=0.1, momentum=0.9, weight_decay=0)
+    assert sum(len(g["params"]) for g in opt.param_groups) == 1
+
+
+@pytest.mark.parametrize("method, first", [("constant", 1 / 3), ("linear", 1 / 3)])
+def test_warmup_then_steps(method, first):
+    kw = dict(steps=(10, 20), gamma=0.1, warmup_iters=5, warmup_factor=1 / 3, warmup_method=method)
+    assert warmup_multistep_factor(0, **kw) == pytest.approx(first)
+    assert warmup_multistep_factor(5, **kw) == 1.0
+    assert warmup_multistep_factor(10, **kw) == pytest.approx(0.1)
+    assert warmup_multistep_factor(25, **kw) == pytest.approx(0.01)
+    if method == "linear":
+        assert first < warmup_multistep_factor(3, **kw) < 1.0
+    else:
+        assert warmup_multistep_factor(3, **kw) == pytest.approx(1 / 3)
+
+
+def test_scheduler_state_round_trips():
+    from fad.config import get_default_config
+
+    cfg = get_default_config().SOLVER
+    model = torch.nn.Linear(2, 2)
+    opt = build_sgd(model.named_parameters(), base_lr=0.1, momentum=0.9, weight_decay=0)
+    sched = build_scheduler(opt, cfg)
+    for _ in range(7):
+        opt.step()
+        sched.step()
+    state = sched.state_dict()
+    opt2 = build_sgd(model.named_parameters(), base_lr=0.1, momentum=0.9, weight_decay=0)
+    sched2 = build_scheduler(opt2, cfg)
+    sched2.load_state_dict(state)
+    assert sched2.last_epoch == 7
