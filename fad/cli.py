@@ -32,9 +32,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _hoist_flags(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """Move `--flags` that follow the `KEY VALUE` overrides in front of them.
+
+    The original tools took `--skip-test` or `--use-tensorboard` anywhere; argparse's REMAINDER
+    would swallow them as overrides. Config keys never start with `--`, so this is unambiguous.
+    """
+    if not argv:
+        return argv
+    sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    command = sub.choices.get(argv[0]) if sub else None
+    if command is None:
+        return argv
+    known = command._option_string_actions
+    head, tail, rest = [argv[0]], [], argv[1:]
+    i, in_opts = 0, False
+    while i < len(rest):
+        token = rest[i]
+        flag = token.split("=", 1)[0]
+        if flag in known and (in_opts or token.startswith("--")):
+            takes_value = known[flag].nargs != 0 and "=" not in token
+            head += rest[i : i + 1 + int(takes_value)]
+            i += 1 + int(takes_value)
+            continue
+        if not token.startswith("-"):
+            in_opts = True
+        tail.append(token)
+        i += 1
+    return head + tail
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(_hoist_flags(parser, argv))
     try:
         return int(args.func(args) or 0)
     except FadError as exc:

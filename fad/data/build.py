@@ -46,7 +46,9 @@ def build_datasets(
     return [build_dataset(resolve(n, root), train=train, flip_prob=flip_prob) for n in names]
 
 
-def collate(batch: Sequence[tuple[torch.Tensor, dict[str, Any]]]):
+def collate(
+    batch: Sequence[tuple[torch.Tensor, dict[str, Any]]],
+) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
     """[(image, target), ...] -> (list of images, list of targets)."""
     images = [image for image, _ in batch]
     targets = [target for _, target in batch]

@@ -2,11 +2,11 @@
 
 The json is validated record by record (a structural error names the file, the record's index
 and id), then cleaned once for both modes: annotations with an unknown category or image id, a
-repeated annotation id, or a non-finite / negative-size bbox are dropped, and missing `area`
-(w * h) and `iscrowd` (0) are filled in. The cleaned json is the evaluation ground truth
-(`coco`). Training targets further exclude crowd boxes, clip boxes to the image and drop those
-<= 1 px wide or high; training skips images left without a box. Everything dropped is counted in
-`report`.
+repeated annotation id, or a non-finite, negative-size or entirely-outside bbox are dropped, and
+missing `area` (w * h) and `iscrowd` (0) are filled in. The cleaned json is the evaluation ground
+truth (`coco`). Training targets further exclude crowd boxes, clip boxes to the image and drop
+those <= 1 px wide or high; training skips images left without a box. Everything dropped is
+counted in `report`.
 """
 
 from __future__ import annotations
@@ -115,13 +115,20 @@ def load_coco_json(ann_file: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+def _valid_box(x: float, y: float, w: float, h: float, width: int, height: int) -> bool:
+    """Finite, non-negative size and not entirely outside the image."""
+    finite = all(map(math.isfinite, (x, y, w, h)))
+    return finite and w >= 0 and h >= 0 and x < width and y < height and x + w > 0 and y + h > 0
+
+
 def clean_coco_dict(data: dict[str, Any], report: dict[str, int]) -> dict[str, Any]:
-    """Drop annotations with unknown category/image, repeated id or invalid bbox; fill defaults.
+    """Drop annotations with unknown category/image, repeated id or a non-finite, negative-size
+    or entirely-outside bbox; fill in missing `area` and `iscrowd`.
 
     Returns a new dict (the input is not modified); counts drops in `report`.
     """
     category_ids = {c["id"] for c in data["categories"]}
-    image_ids = {img["id"] for img in data["images"]}
+    sizes = {img["id"]: (img["width"], img["height"]) for img in data["images"]}
     seen: set[int] = set()
     annotations = []
     for ann in data["annotations"]:
@@ -130,9 +137,9 @@ def clean_coco_dict(data: dict[str, Any], report: dict[str, int]) -> dict[str, A
             report["duplicate_id"] += 1
         elif ann["category_id"] not in category_ids:
             report["unknown_category"] += 1
-        elif ann["image_id"] not in image_ids:
+        elif ann["image_id"] not in sizes:
             report["unknown_image"] += 1
-        elif not all(map(math.isfinite, (x, y, w, h))) or w < 0 or h < 0:
+        elif not _valid_box(x, y, w, h, *sizes[ann["image_id"]]):
             report["degenerate"] += 1
         else:
             area = ann.get("area")

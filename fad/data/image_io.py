@@ -35,13 +35,25 @@ def read_image(path: str | os.PathLike[str], *, apply_exif: bool = True) -> Imag
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(p) as img:
                 img.load()
-                if apply_exif:
-                    img = ImageOps.exif_transpose(img)
-                return _to_rgb(img)
+                return _to_rgb(_upright(img) if apply_exif else img)
     except FileNotFoundError as exc:
         raise FadError(f"image not found: {p}") from exc
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+    except (
+        OSError,
+        UnidentifiedImageError,
+        ValueError,
+        SyntaxError,
+        Image.DecompressionBombError,
+    ) as exc:
         raise FadError(f"cannot read image {p}: {exc}") from exc
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation; an unreadable EXIF block leaves the image as stored."""
+    try:
+        return ImageOps.exif_transpose(img)
+    except (KeyError, TypeError, ValueError, SyntaxError, OSError):
+        return img
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

@@ -4,13 +4,16 @@ Training sees one global stream of indices: epoch e is a permutation drawn from
 `np.random.default_rng([seed, e])`, epochs are concatenated, and the stream is cut into global
 batches of `batch_size * world_size` indices (within one aspect-ratio group when `group_ids` is
 given: an index waits in its group's buffer until the buffer is full, possibly across epochs).
-Rank r takes slice [r * batch_size, (r + 1) * batch_size) of every global batch, so ranks are
-disjoint within a batch. Resuming at `start_iter` replays the stream and skips the first
+An index still waiting in its buffer when the next epoch draws it again is not added twice, so
+a global batch holds distinct indices whenever its group has at least that many images (a
+smaller group repeats indices to fill a batch). Rank r takes slice
+[r * batch_size, (r + 1) * batch_size) of every global batch, so ranks are disjoint within it. Resuming at `start_iter` replays the stream and skips the first
 `start_iter` batches: the remaining batches are exactly those of an uninterrupted run.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -75,17 +78,20 @@ class IterationBatchSampler(Sampler[list[int]]):
     def global_batches(self) -> Iterator[list[int]]:
         """The endless stream of global batches (batch_size * world_size indices each)."""
         size = self.batch_size * self.world_size
+        groups = self.group_ids if self.group_ids is not None else [0] * self.num_samples
+        large = {g for g, n in Counter(groups).items() if n >= size}
         buffers: dict[int, list[int]] = {}
         epoch = 0
         while True:
             order = np.random.default_rng([self.seed, epoch]).permutation(self.num_samples)
             for index in order.tolist():
-                group = self.group_ids[index] if self.group_ids is not None else 0
-                buffer = buffers.setdefault(group, [])
+                buffer = buffers.setdefault(groups[index], [])
+                if index in buffer and groups[index] in large:
+                    continue  # still waiting from the previous epoch: keep batches disjoint
                 buffer.append(index)
                 if len(buffer) == size:
                     yield buffer
-                    buffers[group] = []
+                    buffers[groups[index]] = []
             epoch += 1
 
     def __iter__(self) -> Iterator[list[int]]:

@@ -75,8 +75,9 @@ def _polygon(kind: str, cx: float, cy: float, r: float, angle: float) -> list[tu
     elif kind == "star":
         radii, count = [r, 0.45 * r], 10
     elif kind == "cross":
-        arm = 0.35 * r  # half-width of each bar
-        corners = [(arm, r), (arm, arm), (r, arm), (r, -arm), (arm, -arm), (arm, -r)]
+        tip = r / math.hypot(1.0, 0.35)  # the bar ends' corners lie on the circumcircle
+        arm = 0.35 * tip  # half-width of each bar
+        corners = [(arm, tip), (arm, arm), (tip, arm), (tip, -arm), (arm, -arm), (arm, -tip)]
         corners += [(-x, -y) for x, y in corners]
         cos, sin = math.cos(angle), math.sin(angle)
         return [(cx + x * cos - y * sin, cy + x * sin + y * cos) for x, y in corners]
@@ -163,7 +164,7 @@ def render_sample(
 
     owner = np.full((height, width), -1, dtype=np.int16)
     drawn: list[tuple[int, np.ndarray]] = []
-    for slot, k in enumerate(order):
+    for k in order:
         category_id, kind = CATEGORIES[int(rng.integers(len(CATEGORIES)))]
         extent = float(extents[k])
         cx = rng.uniform(extent / 2, width - extent / 2)
@@ -174,7 +175,7 @@ def render_sample(
         colour = _contrasting_colour(rng, image[mask])
         shade = rng.normal(0, 4, (int(mask.sum()), 3)).astype(np.float32)
         image[mask] = np.clip(colour + shade, 0, 255).astype(np.uint8)
-        owner[mask] = slot
+        owner[mask] = len(drawn)
         drawn.append((category_id, mask))
 
     objects = []
@@ -187,7 +188,9 @@ def render_sample(
     return ShapesSample(image=image, objects=objects)
 
 
-def _write_split(out: Path, split: str, count: int, seed: int, min_size: int, max_size: int):
+def _write_split(
+    out: Path, split: str, count: int, seed: int, min_size: int, max_size: int
+) -> None:
     """Write `count` JPEGs to out/split and the COCO json to out/annotations."""
     (out / split).mkdir(parents=True)
     images, annotations = [], []

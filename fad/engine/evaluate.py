@@ -7,6 +7,9 @@ was evaluated exactly once and computes AP once.
 from __future__ import annotations
 
 import logging
+import re
+import sys
+from pathlib import Path
 import time
 from typing import Any
 
@@ -21,6 +24,13 @@ from fad.errors import FadError
 from fad.evaluation import detections_to_coco_results, evaluate_coco, write_results_json
 
 log = logging.getLogger("fad")
+
+
+def folder_name(dataset_name: str) -> str:
+    """A file-system-safe folder name for a dataset ('IMG_DIR@ANN.json' -> 'ANN')."""
+    if "@" in dataset_name:
+        dataset_name = Path(dataset_name.split("@", 1)[1]).stem
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset_name).strip("._") or "dataset"
 
 
 @torch.no_grad()
@@ -75,7 +85,7 @@ def evaluate_dataset(
         results += detections_to_coco_results(
             image_id, det["boxes"], det["scores"], det["labels"], dataset.label_to_category_id
         )
-    folder = ctx.output_dir / "inference" / name
+    folder = ctx.output_dir / "inference" / folder_name(name)
     write_results_json(results, folder / "bbox.json")
     log.info(
         "%s: %d images, %d detections, inference %.1f s -> %s",
@@ -92,6 +102,7 @@ def evaluate_dataset(
         class_names=dataset.class_names,
         label_to_category_id=dataset.label_to_category_id,
         image_ids=list(dataset.image_ids),
+        stream=sys.stdout,
     )
     (folder / "coco_eval.txt").write_text(coco.text, encoding="utf-8")
     report: dict[str, Any] = {
@@ -106,7 +117,7 @@ def evaluate_dataset(
         ids = list(dataset.image_ids)
         gts = [dataset.get_groundtruth(i) for i in range(len(ids))]
         dets = [merged[i] for i in ids]
-        report["voc"] = evaluate_voc(gts, dets, dataset.class_names).mAP
+        report["voc"] = evaluate_voc(gts, dets, dataset.class_names, stream=sys.stdout).mAP
     return report
 
 

@@ -32,9 +32,9 @@ def check_finite(
     iteration: int, losses: dict[str, torch.Tensor], device: torch.device, what: str = "loss"
 ) -> None:
     """Raise NonFiniteLossError on every rank if any rank has a non-finite value."""
-    bad = {k: float(v) for k, v in losses.items() if not math.isfinite(float(v))}
+    bad = {k: float(v.detach()) for k, v in losses.items() if not math.isfinite(float(v.detach()))}
     if any_across_processes(bool(bad), device):
-        terms = ", ".join(f"{k}={float(v):.4g}" for k, v in losses.items())
+        terms = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
         raise NonFiniteLossError(
             f"non-finite {what} at iteration {iteration + 1} ({terms or 'on another process'}); "
             "stopped before the optimizer step, the last checkpoint is intact"

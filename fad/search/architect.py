@@ -1,0 +1,222 @@
+"""The architect: the alpha step of a DARTS search, first or second order.
+
+Each search iteration first moves the alphas on a batch of the alpha stream, then the weights on a
+batch of the weight stream (see ``fad.search.searcher``). The architect computes the alpha
+gradient and steps the alpha optimizer (Adam); it leaves the network's weights and buffers
+(BatchNorm statistics) exactly as it found them.
+
+- First order: grad = dL_alpha(w, alpha) / dalpha at the *current* weights w.
+- Second order (DARTS's unrolled step): with w' = w - lr * (SGD update of L_weight at w), exactly
+  the step the weights' SGD would take (per-group lr, momentum buffer, weight decay; no clipping),
+
+      grad = dL_alpha(w', alpha)/dalpha - H v,   v = lr * dL_alpha(w', alpha)/dw'  (per group lr)
+      H v ~ (dL_weight(w + eps v)/dalpha - dL_weight(w - eps v)/dalpha) / (2 eps),
+      eps = 0.01 / ||v||.
+
+  The virtual step is taken in place on the network (weights saved and restored), never on a
+  deep copy. Every forward pass of the weight batch starts from the same torch RNG state, so
+  random input sizes (multi-scale training) are the same at w, w + eps v and w - eps v.
+
+In a distributed run the architect gets the unwrapped model; gradients are averaged over
+processes so that every rank takes the same alpha step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from fad.engine.distributed import all_reduce_sum, get_world_size
+from fad.errors import FadError
+from fad.search_space.towers import alphas as model_alphas
+
+Batch = Any  # whatever ``loss_fn`` accepts; for detectors (list of images, list of targets)
+LossFn = Callable[[nn.Module, Batch], Tensor]
+FD_RADIUS = 0.01  # DARTS: eps = 0.01 / ||v||
+
+
+def detection_loss(model: nn.Module, batch: Batch) -> Tensor:
+    """The summed training losses of a detector on (images, targets)."""
+    images, targets = batch
+    return sum(model(images, targets).values())
+
+
+def _grads(loss: Tensor, params: Sequence[Tensor]) -> list[Tensor]:
+    """d loss / d params, zeros for the params the loss does not depend on."""
+    found = torch.autograd.grad(loss, list(params), allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, found, strict=True)]
+
+
+def mean_across_processes(tensors: list[Tensor]) -> list[Tensor]:
+    """The element-wise mean of each tensor over processes (unchanged in a single process)."""
+    world = get_world_size()
+    if world == 1 or not tensors:
+        return tensors
+    flat = all_reduce_sum(torch.cat([t.reshape(-1) for t in tensors])) / world
+    return [chunk.view_as(t) for chunk, t in zip(flat.split([t.numel() for t in tensors]), tensors)]
+
+
+def _global_norm(tensors: Sequence[Tensor]) -> Tensor:
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in tensors]))
+
+
+class Architect:
+    """Computes alpha gradients and steps the alpha optimizer.
+
+    Args:
+        model: the (unwrapped) network holding the search towers' alphas.
+        alpha_optimizer: the optimizer over the alphas (Adam in the search).
+        weights_optimizer: the weights' SGD; the second-order virtual step mirrors its update
+            (each group's lr, momentum, dampening, weight decay) and reads its momentum buffers.
+        first_order: first-order (default) or second-order (unrolled) alpha gradients.
+        loss_fn: ``loss_fn(model, batch) -> scalar``; default: the detector's summed losses.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        alpha_optimizer: torch.optim.Optimizer,
+        weights_optimizer: torch.optim.Optimizer,
+        *,
+        first_order: bool = True,
+        loss_fn: LossFn = detection_loss,
+    ) -> None:
+        self.model = model
+        self.alphas = model_alphas(model)
+        if not self.alphas:
+            raise FadError("architect: the model has no alphas (build it with MODEL.FAD.SEARCH)")
+        self.alpha_optimizer = alpha_optimizer
+        self.weights_optimizer = weights_optimizer
+        self.first_order = first_order
+        self.loss_fn = loss_fn
+        if not first_order:
+            for group in weights_optimizer.param_groups:
+                if group.get("nesterov") or group.get("maximize"):
+                    raise FadError(
+                        "architect: the second-order step mirrors plain SGD; nesterov and "
+                        "maximize are not supported"
+                    )
+
+    def _weight_groups(self) -> Iterator[tuple[Tensor, dict[str, Any]]]:
+        """(parameter, its SGD group) for every weight the weights' optimizer updates."""
+        for group in self.weights_optimizer.param_groups:
+            for p in group["params"]:
+                if p.requires_grad:
+                    yield p, group
+
+    @contextlib.contextmanager
+    def _preserve_buffers(self) -> Iterator[None]:
+        """Put every buffer (BatchNorm statistics) back as it was on exit."""
+        saved = [(b, b.detach().clone()) for b in self.model.buffers()]
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for buffer, value in saved:
+                    buffer.copy_(value)
+
+    def backward(self, alpha_batch: Batch, weight_batch: Batch | None = None) -> Tensor:
+        """Set ``alpha.grad`` for every alpha; return the alpha batch's loss (detached).
+
+        ``weight_batch`` is needed by the second-order step only.
+        """
+        with self._preserve_buffers():
+            if self.first_order:
+                loss = self.loss_fn(self.model, alpha_batch)
+                grads = _grads(loss, self.alphas)
+            else:
+                if weight_batch is None:
+                    raise FadError("architect: the second-order step needs the weight batch")
+                loss, grads = self._unrolled(alpha_batch, weight_batch)
+        grads = mean_across_processes(grads)
+        for alpha, grad in zip(self.alphas, grads, strict=True):
+            alpha.grad = grad.detach()
+        return loss.detach()
+
+    def step(
+        self,
+        alpha_batch: Batch,
+        weight_batch: Batch | None = None,
+        check: Callable[[Tensor, Tensor], None] | None = None,
+    ) -> Tensor:
+        """One alpha update; ``check(loss, grad_norm)`` may stop it before the optimizer step."""
+        self.alpha_optimizer.zero_grad(set_to_none=True)
+        loss = self.backward(alpha_batch, weight_batch)
+        if check is not None:
+            check(loss, self.grad_norm())
+        self.alpha_optimizer.step()
+        self.alpha_optimizer.zero_grad(set_to_none=True)
+        return loss
+
+    def grad_norm(self) -> Tensor:
+        """The global L2 norm of the alphas' current gradients."""
+        return _global_norm(
+            [a.grad if a.grad is not None else torch.zeros_like(a) for a in self.alphas]
+        )
+
+    def _unrolled(self, alpha_batch: Batch, weight_batch: Batch) -> tuple[Tensor, list[Tensor]]:
+        pairs = list(self._weight_groups())
+        weights = [p for p, _ in pairs]
+        saved = [p.detach().clone() for p in weights]
+        rng_weight_batch = torch.get_rng_state()
+        weight_loss = self.loss_fn(self.model, weight_batch)
+        weight_grads = mean_across_processes(_grads(weight_loss, weights))
+        try:
+            self._virtual_sgd_step(pairs, weight_grads)
+            loss = self.loss_fn(self.model, alpha_batch)
+            found = _grads(loss, [*self.alphas, *weights])
+            rng_after = torch.get_rng_state()
+            direct = found[: len(self.alphas)]
+            at_virtual = mean_across_processes(found[len(self.alphas) :])
+            v = [g * group["lr"] for g, (_, group) in zip(at_virtual, pairs, strict=True)]
+            hvp = self._hessian_vector_product(weights, saved, v, weight_batch, rng_weight_batch)
+            torch.set_rng_state(rng_after)
+        finally:
+            self._restore(weights, saved)
+        return loss, [d - h for d, h in zip(direct, hvp, strict=True)]
+
+    def _virtual_sgd_step(
+        self, pairs: list[tuple[Tensor, dict[str, Any]]], grads: list[Tensor]
+    ) -> None:
+        """w <- w - lr * update, the update torch's SGD would apply for ``grads`` (in place)."""
+        state = self.weights_optimizer.state
+        with torch.no_grad():
+            for (p, group), g in zip(pairs, grads, strict=True):
+                update = g + group["weight_decay"] * p
+                momentum = group.get("momentum", 0.0)
+                buffer = state.get(p, {}).get("momentum_buffer")
+                if momentum and buffer is not None:
+                    update = momentum * buffer + (1 - group.get("dampening", 0.0)) * update
+                p.sub_(group["lr"] * update)
+
+    def _hessian_vector_product(
+        self,
+        weights: list[Tensor],
+        saved: list[Tensor],
+        v: list[Tensor],
+        weight_batch: Batch,
+        rng_state: Tensor,
+    ) -> list[Tensor]:
+        """(d^2 L_weight / dalpha dw) v by central differences around the saved weights."""
+        norm = float(_global_norm(v))
+        if norm == 0.0:
+            return [torch.zeros_like(a) for a in self.alphas]
+        eps = FD_RADIUS / norm
+        sides = []
+        for sign in (1.0, -1.0):
+            with torch.no_grad():
+                for p, w, d in zip(weights, saved, v, strict=True):
+                    p.copy_(w + sign * eps * d)
+            torch.set_rng_state(rng_state)
+            sides.append(_grads(self.loss_fn(self.model, weight_batch), self.alphas))
+        return [(pos - neg) / (2 * eps) for pos, neg in zip(*sides, strict=True)]
+
+    @staticmethod
+    def _restore(weights: list[Tensor], saved: list[Tensor]) -> None:
+        with torch.no_grad():
+            for p, w in zip(weights, saved, strict=True):
+                p.copy_(w)

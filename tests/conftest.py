@@ -1,0 +1,64 @@
+"""Shared fixtures: a tiny shapes dataset generated once per test session, tiny configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+TINY_OVERRIDES = [
+    "MODEL.RESNETS.BACKBONE_OUT_CHANNELS",
+    "64",
+    "MODEL.FAD.NUM_CHANNELS_BOX",
+    "32",
+    "MODEL.FAD.NUM_CHANNELS_CLS",
+    "32",
+    "INPUT.MIN_SIZE_TRAIN",
+    "(96,)",
+    "INPUT.MAX_SIZE_TRAIN",
+    "128",
+    "INPUT.MIN_SIZE_TEST",
+    "96",
+    "INPUT.MAX_SIZE_TEST",
+    "128",
+    "SOLVER.IMS_PER_BATCH",
+    "2",
+    "SOLVER.WARMUP_ITERS",
+    "2",
+    "TEST.IMS_PER_BATCH",
+    "4",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_shapes(tmp_path_factory) -> dict[str, str]:
+    """A shapes set of 12 train / 6 val images of 96-128 px; dataset names in '@' syntax."""
+    from fad.data.shapes import generate_shapes
+
+    root = tmp_path_factory.mktemp("tiny") / "shapes"
+    generate_shapes(root, seed=3, num_train=12, num_val=6, min_size=96, max_size=128)
+    return {
+        "root": str(root),
+        "train": f"{root / 'train'}@{root / 'annotations' / 'instances_train.json'}",
+        "val": f"{root / 'val'}@{root / 'annotations' / 'instances_val.json'}",
+    }
+
+
+@pytest.fixture
+def tiny_opts(tiny_shapes, tmp_path) -> list[str]:
+    """Overrides for a tiny, fast FCOS run on `tiny_shapes` writing into tmp_path/out."""
+    return TINY_OVERRIDES + [
+        "DATASETS.TRAIN",
+        f"('{tiny_shapes['train']}',)",
+        "DATASETS.TEST",
+        f"('{tiny_shapes['val']}',)",
+        "OUTPUT_DIR",
+        str(tmp_path / "out"),
+    ]
+
+
+@pytest.fixture(scope="session")
+def shapes_config() -> Path:
+    return Path(__file__).resolve().parents[1] / "configs" / "shapes" / "fcos_imprv_R_18_FPN.yaml"
