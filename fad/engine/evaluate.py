@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from pathlib import Path
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
