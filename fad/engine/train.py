@@ -32,14 +32,22 @@ log = logging.getLogger("fad")
 
 
 def checkpoint_meta(
-    cfg: CN, class_names: list[str], genotypes: dict[str, Genotype] | None, kind: str
+    cfg: CN,
+    class_names: list[str],
+    genotypes: dict[str, Genotype] | None,
+    kind: str,
+    category_ids: list[int] | None = None,
 ) -> dict[str, Any]:
-    """Plain data stored next to the weights: enough to rebuild the model from the file alone."""
+    """Plain data stored next to the weights: enough to rebuild the model from the file alone.
+
+    `category_ids[k]` is the dataset's category id of contiguous label k + 1.
+    """
     return {
         "kind": kind,
         "fad_version": __version__,
         "config": cfg.dump(),
         "class_names": list(class_names),
+        "category_ids": [int(c) for c in category_ids] if category_ids else [],
         "genotypes": {k: str(v) for k, v in (genotypes or {}).items()},
     }
 
@@ -124,7 +132,8 @@ def train(
         start_iter = int(ckpt["iteration"])
         log.info("resuming from %s at iteration %d", path, start_iter)
     max_iter = cfg.SOLVER.MAX_ITER
-    meta = checkpoint_meta(cfg, class_names, genotypes, "train")
+    category_ids = [datasets[0].label_to_category_id[k] for k in range(1, len(class_names) + 1)]
+    meta = checkpoint_meta(cfg, class_names, genotypes, "train", category_ids)
     if start_iter < max_iter:
         stats = _train_iterations(
             cfg,
