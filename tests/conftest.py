@@ -62,3 +62,26 @@ def tiny_opts(tiny_shapes, tmp_path) -> list[str]:
 @pytest.fixture(scope="session")
 def shapes_config() -> Path:
     return Path(__file__).resolve().parents[1] / "configs" / "shapes" / "fcos_imprv_R_18_FPN.yaml"
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(tiny_shapes, tmp_path_factory, shapes_config) -> Path:
+    """model_final.pth of a 2-iteration standard FCOS run on `tiny_shapes` (shared, read-only)."""
+    from fad.config import load_config
+    from fad.engine.train import train
+
+    out = tmp_path_factory.mktemp("trained")
+    opts = TINY_OVERRIDES + [
+        "DATASETS.TRAIN",
+        f"('{tiny_shapes['train']}',)",
+        "DATASETS.TEST",
+        f"('{tiny_shapes['val']}',)",
+        "OUTPUT_DIR",
+        str(out),
+        "SOLVER.MAX_ITER",
+        "2",
+        "MODEL.FCOS.INFERENCE_TH",
+        "0.0",
+    ]
+    train(load_config(shapes_config, opts), skip_test=True)
+    return out / "model_final.pth"

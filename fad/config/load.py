@@ -124,25 +124,29 @@ def _yaml_leaves(node: yaml.Node, prefix: str, path: str) -> Iterable[tuple[str,
             yield key, value, key_node.start_mark.line + 1
 
 
-def merge_from_file(cfg: CN, path: str | Path) -> None:
-    """Merge a YAML config file into `cfg`, reporting errors as `file:line: ...`."""
-    path = Path(path)
-    if not path.is_file():
-        raise FadError(f"config file not found: {path}")
-    text = path.read_text(encoding="utf-8")
+def merge_from_text(cfg: CN, text: str, source: str) -> None:
+    """Merge YAML text into `cfg`; errors read `source:line: ...`."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise FadError(f"{path}{line}: invalid YAML: {problem}") from None
+        raise FadError(f"{source}{line}: invalid YAML: {problem}") from None
     if root is None:
         return
-    for key, value, line in _yaml_leaves(root, "", str(path)):
+    for key, value, line in _yaml_leaves(root, "", source):
         if key == "_BASE_":
-            raise FadError(f"{path}:{line}: _BASE_ configs are not supported; merge the files")
-        _set(cfg, key, value, f"{path}:{line}")
+            raise FadError(f"{source}:{line}: _BASE_ configs are not supported; merge the files")
+        _set(cfg, key, value, f"{source}:{line}")
+
+
+def merge_from_file(cfg: CN, path: str | Path) -> None:
+    """Merge a YAML config file into `cfg`, reporting errors as `file:line: ...`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FadError(f"config file not found: {path}")
+    merge_from_text(cfg, path.read_text(encoding="utf-8"), str(path))
 
 
 def merge_from_list(cfg: CN, opts: Sequence[str]) -> None:
@@ -159,9 +163,14 @@ def load_config(
     *,
     world_size: int = 1,
     freeze: bool = True,
+    text: str | None = None,
+    text_source: str = "<config>",
 ) -> CN:
-    """Defaults <- `config_file` <- `opts`, validated (`world_size` checks the batch split)."""
+    """Defaults <- `config_file` (or YAML `text`, e.g. from a checkpoint) <- `opts`, validated
+    (`world_size` checks the batch split)."""
     cfg = get_default_config()
+    if text is not None:
+        merge_from_text(cfg, text, text_source)
     if config_file:
         merge_from_file(cfg, config_file)
     merge_from_list(cfg, list(opts))
