@@ -99,7 +99,8 @@ def load_backbone_weights(body: nn.Module, weight: str, arch: tuple[int, int, in
                 f"MODEL.WEIGHT {weight}: cannot load ({type(exc).__name__}: {exc})"
             ) from None
         if isinstance(state, dict) and isinstance(state.get("model"), dict):
-            state = state["model"]
+            # a fad checkpoint: take its backbone's ResNet body only
+            state = {k: v for k, v in state["model"].items() if k.startswith("backbone.body.")}
         if not isinstance(state, dict):
             raise FadError(f"MODEL.WEIGHT {weight}: not a state dict")
         source = weight

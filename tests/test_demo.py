@@ -1,0 +1,25 @@
+"""`fad demo` end to end on a tiny shapes set: search -> train both heads -> report."""
+
+from __future__ import annotations
+
+import pytest
+
+from fad.cli import main
+
+
+@pytest.mark.slow
+def test_demo_runs_the_whole_pipeline(tiny_opts, tmp_path, capsys):
+    opts = [o for o in tiny_opts]
+    i = opts.index("OUTPUT_DIR")
+    del opts[i : i + 2]
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), *opts, "SOLVER.MAX_ITER", "2"]) == 0
+    report = (out / "demo_report.md").read_text()
+    assert "| FCOS (standard head) |" in report and "| FAD (searched head) |" in report
+    assert "Genotype(normal=[[" in report
+    assert (out / "search" / "genotype.log").is_file()
+    assert (out / "fad" / "model_final.pth").is_file() and (
+        out / "fcos" / "model_final.pth"
+    ).is_file()
+    assert len(list((out / "pictures" / "fad").glob("*.jpg"))) == 4
+    assert "head params" in capsys.readouterr().out
