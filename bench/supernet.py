@@ -2,24 +2,25 @@
 
 Times forward + backward of a search cell (3 nodes, C=96 inside W=256, batch 2, 52x52 by default)
 for both variants side by side (warmup, interleaved repeats, median) and reports the speed,
-parameter and peak-memory ratios as a markdown table. Peak memory: on CUDA the peak allocated
-during one step above what the cell and its input hold; on CPU the rise of the process's maximum
-RSS during one step, measured in a fresh subprocess per variant.
+FLOP, parameter and peak-memory ratios as a markdown table. Peak memory: on CUDA the peak allocated
+during one step above what the cell and its input hold; on CPU the rise of the peak RSS
+(VmHWM) during one step, measured in a fresh subprocess per variant.
 
-    python bench/supernet.py [--device cpu|cuda] [--repeats 5] [--warmup 2]
+    python bench/supernet.py [--device cpu|cuda] [--repeats 7] [--warmup 3]
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from fad.search_space.cells import SearchCell
 from fad.search_space.ops import space_ops
@@ -56,6 +57,15 @@ def build(args: argparse.Namespace, repshare: bool) -> tuple[SearchCell, Callabl
     return cell, step
 
 
+def count_step(args: argparse.Namespace, repshare: bool) -> tuple[int, int]:
+    """(parameters, FLOPs of one forward + backward step), on the meta device (shapes only)."""
+    cell, step = build(argparse.Namespace(**{**vars(args), "device": "meta"}), repshare)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    return sum(p.numel() for p in cell.parameters()), counter.get_total_flops()
+
+
 def time_steps(args: argparse.Namespace) -> dict[str, list[float]]:
     """Interleaved timings (seconds) of each variant's step, after warmup."""
     steps = {name: build(args, repshare)[1] for name, repshare in VARIANTS.items()}
@@ -90,12 +100,25 @@ def cpu_peak_in_subprocess(args: argparse.Namespace, name: str) -> int:
     return int(result.stdout.strip().splitlines()[-1])
 
 
+def _status_kib(key: str) -> int:
+    """A ``/proc/self/status`` memory field (VmRSS, VmHWM) in KiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{key}:"):
+            return int(line.split()[1])
+    raise KeyError(key)
+
+
 def rss_of(args: argparse.Namespace, name: str) -> int:
-    """Child process: max RSS rise (bytes, Linux reports KiB) during one step."""
+    """Child process: peak RSS rise (bytes) during one step of one variant (Linux).
+
+    ``ru_maxrss`` survives fork + exec (it starts at the parent's RSS), so the peak is reset
+    through ``/proc/self/clear_refs`` and read back as VmHWM.
+    """
     _, step = build(args, VARIANTS[name])
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _status_kib("VmRSS")
     step()
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024
+    return (_status_kib("VmHWM") - before) * 1024
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -107,8 +130,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--size", type=int, default=52, help="feature map height and width")
     parser.add_argument("--space", default="released")
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
     parser.add_argument("--rss-of", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -122,17 +145,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.rss_of:
         print(rss_of(args, args.rss_of))
         return 0
-    params = {
-        name: sum(p.numel() for p in build(args, repshare)[0].parameters())
-        for name, repshare in VARIANTS.items()
-    }
+    counts = {name: count_step(args, repshare) for name, repshare in VARIANTS.items()}
+    params = {name: count[0] for name, count in counts.items()}
+    flops = {name: count[1] for name, count in counts.items()}
     times = {name: statistics.median(t) for name, t in time_steps(args).items()}
     if args.device.startswith("cuda"):
         peaks = {name: cuda_peak(args, repshare) for name, repshare in VARIANTS.items()}
         memory = "peak CUDA memory of one step (MiB)"
     else:
         peaks = {name: cpu_peak_in_subprocess(args, name) for name in VARIANTS}
-        memory = "max RSS rise during one step (MiB)"
+        memory = "peak RSS rise during one step (MiB)"
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
     print(
         f"search cell: {args.nodes} nodes, C={args.channels}, W={args.node_channels}, "
@@ -140,11 +162,11 @@ def main(argv: list[str] | None = None) -> int:
         f"({torch.get_num_threads()} threads); median of {args.repeats} after {args.warmup} warmup"
     )
     print()
-    print(f"| variant | fwd+bwd (ms) | parameters | {memory} |")
-    print("|---|---:|---:|---:|")
+    print(f"| variant | fwd+bwd (ms) | fwd+bwd GFLOPs | parameters | {memory} |")
+    print("|---|---:|---:|---:|---:|")
     for name in VARIANTS:
         print(
-            f"| {name} | {times[name] * 1e3:.1f} | {params[name]:,} | {peaks[name] / 2**20:.1f} |"
+            f"| {name} | {times[name] * 1e3:.1f} | {flops[name] / 1e9:.1f} | {params[name]:,} | {peaks[name] / 2**20:.1f} |"
         )
     print()
     print("| ratio | value |")
@@ -152,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"| speed-up of RepShare (naive time / RepShare time) | {times['naive'] / times['RepShare']:.2f}x |"
     )
+    print(f"| FLOPs (RepShare / naive) | {flops['RepShare'] / flops['naive']:.3f} |")
     print(f"| parameters (RepShare / naive) | {params['RepShare'] / params['naive']:.3f} |")
     print(f"| peak memory (RepShare / naive) | {peaks['RepShare'] / max(peaks['naive'], 1):.3f} |")
     return 0

@@ -17,6 +17,7 @@ from torch.utils.data import BatchSampler, ConcatDataset, DataLoader
 from fad.data.catalog import DatasetSpec, resolve
 from fad.data.coco import COCODetection
 from fad.data.detection import DetectionDataset
+from fad.data.robust import CountingLoader, robust_training_set
 from fad.data.samplers import InferenceSampler, IterationBatchSampler
 from fad.data.transforms import build_transforms
 from fad.data.voc import VOCDetection
@@ -76,10 +77,13 @@ def build_train_loader(
     aspect_ratio_grouping: bool = True,
     rank: int = 0,
     world_size: int = 1,
-) -> DataLoader:
+    max_bad_fraction: float = 0.01,
+) -> CountingLoader:
     """Iteration-based loader over the concatenated training sets (batches from start_iter on).
 
     `images_per_batch` is per process; the global batch is images_per_batch * world_size.
+    Unreadable images are skipped (replaced by the next readable one) and counted; more than
+    `max_bad_fraction` of the images unreadable stops the run (see `fad.data.robust`).
     """
     if not datasets:
         raise FadError("no training datasets")
@@ -102,16 +106,18 @@ def build_train_loader(
         rank=rank,
         world_size=world_size,
     )
+    robust, budget = robust_training_set(datasets, concat, max_bad_fraction)
     # seeds the workers' torch RNG (flips); also keeps iteration from consuming the global RNG
     worker_seed = int(np.random.SeedSequence([seed, start_iter, rank]).generate_state(1)[0])
     generator = torch.Generator().manual_seed(worker_seed)
-    return DataLoader(
-        concat,
+    loader = DataLoader(
+        robust,
         batch_sampler=sampler,
         num_workers=num_workers,
         collate_fn=collate,
         generator=generator,
     )
+    return CountingLoader(loader, budget)
 
 
 def build_test_loader(

@@ -42,6 +42,9 @@ class Genotype:
 
     __str__ = __repr__
 
+    def __hash__(self) -> int:
+        return hash(str(self))
+
     @property
     def num_nodes(self) -> int:
         return len(self.normal)

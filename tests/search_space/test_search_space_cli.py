@@ -21,33 +21,28 @@ def test_show_paper_prints_lines_parameters_and_flops(capsys: pytest.CaptureFixt
     assert "GFLOPs on 100x152" in out and "1 multiply-add = 2 FLOPs" in out
 
 
+def _gflops(out: str, prefix: str) -> float:
+    """The GFLOPs figure of the first output line starting with ``prefix``."""
+    line = next(line for line in out.splitlines() if line.strip().startswith(prefix))
+    return float(line.split(", ")[-1].split()[0])
+
+
 def test_show_file_with_options(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     path = tmp_path / "genotype.log"
     write_genotype_file(path, *PRESETS["alt"])
     assert main(["genotype", "show", str(path), "--channels", "128", "--cells", "1"]) == 0
     out = capsys.readouterr().out
-    assert "1 cells, C=128, W=256" in out
-    small = main(["genotype", "show", str(path), "--size", "10x10"])
-    assert small == 0
-    flops = [
-        float(line.split(", ")[-1].split()[0])
-        for line in capsys.readouterr().out.splitlines()
-        if "GFLOPs on" in line
-    ]
-    assert len(flops) == 2 and all(f > 0 for f in flops)
+    assert f"box tower: {PRESETS['alt'][0]}" in out
+    assert out.count("1 cells, C=128, W=256") == 2
 
 
 def test_show_flops_scale_with_size(capsys: pytest.CaptureFixture) -> None:
     main(["genotype", "show", "paper", "--size", "10x10"])
-    small = capsys.readouterr().out
+    small = _gflops(capsys.readouterr().out, "all cells")
     main(["genotype", "show", "paper", "--size", "20x20"])
-    large = capsys.readouterr().out
-
-    def total(text: str) -> float:
-        line = next(line for line in text.splitlines() if line.startswith("all cells"))
-        return float(line.split(", ")[-1].split()[0])
-
-    assert total(large) == pytest.approx(4 * total(small), rel=1e-3)
+    large = _gflops(capsys.readouterr().out, "all cells")
+    assert small > 0
+    assert large == pytest.approx(4 * small, rel=1e-3)
 
 
 @pytest.mark.parametrize(
@@ -85,3 +80,15 @@ def test_plot_without_dot_says_how_to_install(
     assert main(["genotype", "plot", "paper", "--out", str(tmp_path)]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["box_cell.gv", "cls_cell.gv"]
     assert "apt-get install graphviz" in capsys.readouterr().out
+
+
+def test_cells_cost_counts_two_flops_per_multiply_add() -> None:
+    from torch import nn
+
+    from fad.commands.genotype import cells_cost, fixed_tower
+
+    tower = fixed_tower(PRESETS["paper"][1], "cls", 96, 2, 256)
+    params, flops = cells_cost(tower, 10, 12)
+    assert params == 1_644_288
+    conv_weights = sum(m.weight.numel() for m in tower.cells.modules() if isinstance(m, nn.Conv2d))
+    assert flops == 2 * 10 * 12 * conv_weights
