@@ -32,6 +32,14 @@ TINY_OVERRIDES = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _fad_logs_reach_caplog(monkeypatch):
+    """`fad train` sets up the 'fad' logger without propagation; let pytest's caplog see it."""
+    import logging
+
+    monkeypatch.setattr(logging.getLogger("fad"), "propagate", True)
+
+
 @pytest.fixture(scope="session")
 def tiny_shapes(tmp_path_factory) -> dict[str, str]:
     """A shapes set of 12 train / 6 val images of 96-128 px; dataset names in '@' syntax."""

@@ -103,6 +103,8 @@ _C.DATALOADER = CN()
 _C.DATALOADER.NUM_WORKERS = 4
 _C.DATALOADER.SIZE_DIVISIBILITY = 32
 _C.DATALOADER.ASPECT_RATIO_GROUPING = True
+# fad: training skips unreadable images; more than this fraction of them stops the run
+_C.DATALOADER.MAX_BAD_IMAGE_FRACTION = 0.01
 
 _C.SOLVER = CN()
 _C.SOLVER.MAX_ITER = 40000

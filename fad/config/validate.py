@@ -61,6 +61,8 @@ def validate_config(cfg: CN, *, world_size: int = 1) -> None:
     )
     _check(cfg.DATALOADER.NUM_WORKERS >= 0, "DATALOADER.NUM_WORKERS must be >= 0")
     _check(cfg.DATALOADER.SIZE_DIVISIBILITY >= 0, "DATALOADER.SIZE_DIVISIBILITY must be >= 0")
+    bad = cfg.DATALOADER.MAX_BAD_IMAGE_FRACTION
+    _check(0 <= bad < 1, f"DATALOADER.MAX_BAD_IMAGE_FRACTION must be in [0, 1), got {bad}")
 
     inp = cfg.INPUT
     _check(len(inp.MIN_SIZE_TRAIN) > 0, "INPUT.MIN_SIZE_TRAIN must not be empty")

@@ -7,6 +7,7 @@ list of target dicts with `boxes` [N, 4] xyxy, `labels` [N] in 1..K and `image_i
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Sequence
 from typing import Any
 
@@ -66,6 +67,13 @@ def _check_same_classes(datasets: Sequence[DetectionDataset]) -> None:
             )
 
 
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader worker init: leave SIGINT/SIGTERM to the main process, which checkpoints and
+    then stops the workers (a worker killed by a group-wide SIGTERM would crash the main one)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def build_train_loader(
     datasets: Sequence[DetectionDataset],
     *,
@@ -116,6 +124,7 @@ def build_train_loader(
         num_workers=num_workers,
         collate_fn=collate,
         generator=generator,
+        worker_init_fn=ignore_stop_signals,
     )
     return CountingLoader(loader, budget)
 

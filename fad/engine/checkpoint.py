@@ -73,6 +73,20 @@ def save_checkpoint(folder: Path, name: str, payload: dict[str, Any]) -> Path:
     return path
 
 
+def remove_partial_writes(folder: Path) -> int:
+    """Delete the temporary files (`.NAME.*.tmp`) of atomic writes whose writer was killed.
+
+    Call at the start of a run, before anything saves; returns how many were removed.
+    """
+    removed = 0
+    for tmp in Path(folder).glob(".?*.*.tmp"):
+        tmp.unlink(missing_ok=True)
+        removed += 1
+    if removed:
+        log.info("removed %d partial file(s) left by an interrupted run in %s", removed, folder)
+    return removed
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load a checkpoint with `weights_only=True`; an unreadable file is a FadError."""
     try:

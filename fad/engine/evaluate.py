@@ -128,6 +128,7 @@ def evaluate_model(
     reports: dict[str, Any] = {}
     for name in cfg.DATASETS.TEST:
         dataset = build_datasets([name], train=False)[0]
+        log.info("data report: %s", dataset.report_text())
         if list(dataset.class_names) != list(class_names):
             raise FadError(
                 f"test set {name} has classes {list(dataset.class_names)[:5]}... but the model was "

@@ -35,8 +35,9 @@ def check_finite(
     bad = {k: float(v.detach()) for k, v in losses.items() if not math.isfinite(float(v.detach()))}
     if any_across_processes(bool(bad), device):
         terms = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
+        where = terms if bad else f"on another process; here {terms}"
         raise NonFiniteLossError(
-            f"non-finite {what} at iteration {iteration + 1} ({terms or 'on another process'}); "
+            f"non-finite {what} at iteration {iteration + 1} ({where}); "
             "stopped before the optimizer step, the last checkpoint is intact"
         )
 
@@ -54,22 +55,50 @@ class LoopHooks:
     on_checkpoint: list[Callable[[int], None]] = field(default_factory=list)
 
 
-@contextlib.contextmanager
-def sigterm_as_interrupt():
-    """Turn SIGTERM into KeyboardInterrupt for the duration (main thread only)."""
+class Interrupts:
+    """SIGINT/SIGTERM -> KeyboardInterrupt, held back while an iteration is in progress.
 
-    def handler(signum, frame):
+    A signal that arrives inside `iteration()` is raised when the iteration (optimizer and
+    scheduler step) is complete, so the checkpoint written on interrupt never holds half an
+    iteration. A second signal during the same iteration is raised at once (`torn` is then True).
+    Outside `iteration()` (e.g. waiting for data) a signal is raised at once.
+    """
+
+    def __init__(self) -> None:
+        self.in_iteration = False
+        self.pending = False
+        self.torn = False
+
+    def handle(self, signum, frame) -> None:
+        if self.in_iteration and not self.pending:
+            self.pending = True
+            return
+        self.torn = self.in_iteration
         raise KeyboardInterrupt
 
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    @contextlib.contextmanager
+    def iteration(self):
+        self.in_iteration = True
+        try:
+            yield
+        finally:
+            self.in_iteration = False
+        if self.pending:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def installed(self):
+        """Install the handler for SIGINT and SIGTERM (main thread only; a no-op elsewhere)."""
+        try:
+            previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        except ValueError:  # not the main thread
+            yield
+            return
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def _format_eta(seconds: float) -> str:
@@ -93,12 +122,14 @@ def run_loop(
     completed = start_iter
     t0 = time.perf_counter()
     window_t, window_n = t0, 0
-    with sigterm_as_interrupt():
+    interrupts = Interrupts()
+    with interrupts.installed():
         try:
             for iteration in range(start_iter, max_iter):
                 batch = next(batches)
-                losses = step(iteration, batch)
-                completed = done = iteration + 1
+                with interrupts.iteration():
+                    losses = step(iteration, batch)
+                    completed = done = iteration + 1
                 window_n += 1
                 if done % hooks.log_period == 0 or done == max_iter or done == start_iter + 1:
                     values = reduce_loss_dict(losses)
@@ -129,7 +160,13 @@ def run_loop(
                     for callback in hooks.on_checkpoint:
                         callback(done)
         except KeyboardInterrupt:
-            where = hooks.save(completed) if is_main_process() and completed > start_iter else None
+            if interrupts.torn:  # weights may hold half an iteration: keep the last checkpoint
+                raise FadError(
+                    f"interrupted twice during iteration {completed + 1}, no checkpoint written; "
+                    "run the same command again to resume from the last checkpoint"
+                ) from None
+            save = is_main_process() and completed > start_iter
+            where = hooks.save(completed) if save else None
             hint = f"checkpoint {where}; " if where else ""
             raise FadError(
                 f"interrupted at iteration {completed}; {hint}run the same command again to resume"

@@ -17,6 +17,7 @@ from fad.data.transforms import hflip
 from fad.engine.checkpoint import (
     find_resume_checkpoint,
     load_model_state,
+    remove_partial_writes,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -102,6 +103,8 @@ def train(
     """Train (resuming from OUTPUT_DIR when it holds a checkpoint); returns timing and AP."""
     ctx = start_run(cfg, local_rank=local_rank)
     datasets = build_datasets(cfg.DATASETS.TRAIN, train=True, flip_prob=0.0)
+    for dataset in datasets:
+        log.info("data report: %s", dataset.report_text())
     class_names = list(datasets[0].class_names)
     if cfg.MODEL.FCOS.NUM_CLASSES - 1 != len(class_names):
         log.info(
@@ -111,6 +114,8 @@ def train(
             cfg.DATASETS.TRAIN[0],
             len(class_names),
         )
+    if ctx.rank == 0:
+        remove_partial_writes(ctx.output_dir)
     resume = find_resume_checkpoint(ctx.output_dir)
     model = build_detector(cfg, len(class_names), genotypes, load_weights=resume is None)
     model.to(ctx.device)
@@ -179,6 +184,7 @@ def _train_iterations(
         aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
         rank=ctx.rank,
         world_size=ctx.world_size,
+        max_bad_fraction=cfg.DATALOADER.MAX_BAD_IMAGE_FRACTION,
     )
     batches = iter(loader)
     if ckpt is not None:  # after the loader drew its own seeds, so the streams line up
