@@ -74,6 +74,7 @@ class Architect:
             (each group's lr, momentum, dampening, weight decay) and reads its momentum buffers.
         first_order: first-order (default) or second-order (unrolled) alpha gradients.
         loss_fn: ``loss_fn(model, batch) -> scalar``; default: the detector's summed losses.
+        fd_radius: the finite-difference step is ``fd_radius / ||v||`` (DARTS: 0.01).
     """
 
     def __init__(
@@ -84,6 +85,7 @@ class Architect:
         *,
         first_order: bool = True,
         loss_fn: LossFn = detection_loss,
+        fd_radius: float = FD_RADIUS,
     ) -> None:
         self.model = model
         self.alphas = model_alphas(model)
@@ -93,6 +95,7 @@ class Architect:
         self.weights_optimizer = weights_optimizer
         self.first_order = first_order
         self.loss_fn = loss_fn
+        self.fd_radius = fd_radius
         if not first_order:
             for group in weights_optimizer.param_groups:
                 if group.get("nesterov") or group.get("maximize"):
@@ -120,7 +123,8 @@ class Architect:
                     buffer.copy_(value)
 
     def backward(self, alpha_batch: Batch, weight_batch: Batch | None = None) -> Tensor:
-        """Set ``alpha.grad`` for every alpha; return the alpha batch's loss (detached).
+        """Set ``alpha.grad`` for every alpha; return the alpha batch's loss (detached; at the
+        virtual weights w' in the second-order step).
 
         ``weight_batch`` is needed by the second-order step only.
         """
@@ -173,7 +177,8 @@ class Architect:
             direct = found[: len(self.alphas)]
             at_virtual = mean_across_processes(found[len(self.alphas) :])
             v = [g * group["lr"] for g, (_, group) in zip(at_virtual, pairs, strict=True)]
-            hvp = self._hessian_vector_product(weights, saved, v, weight_batch, rng_weight_batch)
+            self._restore(weights, saved)
+            hvp = self.hessian_vector_product(v, weight_batch, rng_weight_batch)
             torch.set_rng_state(rng_after)
         finally:
             self._restore(weights, saved)
@@ -193,26 +198,32 @@ class Architect:
                     update = momentum * buffer + (1 - group.get("dampening", 0.0)) * update
                 p.sub_(group["lr"] * update)
 
-    def _hessian_vector_product(
-        self,
-        weights: list[Tensor],
-        saved: list[Tensor],
-        v: list[Tensor],
-        weight_batch: Batch,
-        rng_state: Tensor,
+    def hessian_vector_product(
+        self, v: Sequence[Tensor], weight_batch: Batch, rng_state: Tensor | None = None
     ) -> list[Tensor]:
-        """(d^2 L_weight / dalpha dw) v by central differences around the saved weights."""
+        """(d^2 L_weight / dalpha dw) v by central differences around the current weights.
+
+        ``v`` is one tensor per weight of the weights' optimizer (in its order); both forward
+        passes start from ``rng_state`` (default: the current torch RNG state). The weights are
+        restored exactly afterwards.
+        """
+        weights = [p for p, _ in self._weight_groups()]
         norm = float(_global_norm(v))
         if norm == 0.0:
             return [torch.zeros_like(a) for a in self.alphas]
-        eps = FD_RADIUS / norm
+        eps = self.fd_radius / norm
+        rng_state = torch.get_rng_state() if rng_state is None else rng_state
+        saved = [p.detach().clone() for p in weights]
         sides = []
-        for sign in (1.0, -1.0):
-            with torch.no_grad():
-                for p, w, d in zip(weights, saved, v, strict=True):
-                    p.copy_(w + sign * eps * d)
-            torch.set_rng_state(rng_state)
-            sides.append(_grads(self.loss_fn(self.model, weight_batch), self.alphas))
+        try:
+            for sign in (1.0, -1.0):
+                with torch.no_grad():
+                    for p, w, d in zip(weights, saved, v, strict=True):
+                        p.copy_(w + sign * eps * d)
+                torch.set_rng_state(rng_state)
+                sides.append(_grads(self.loss_fn(self.model, weight_batch), self.alphas))
+        finally:
+            self._restore(weights, saved)
         return [(pos - neg) / (2 * eps) for pos, neg in zip(*sides, strict=True)]
 
     @staticmethod

@@ -8,15 +8,17 @@ global state), so it is safe in any process and needs no display.
 
 from __future__ import annotations
 
-import io
+import functools
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from fad.engine.atomic import atomic_write
+from fad.search_space.ops import NONE
 
 PLOT_FORMATS = ("png", "svg")
 PANEL_SIZE = (3.2, 2.4)  # inches per edge panel
@@ -32,26 +34,35 @@ def alpha_figure(history: dict[str, Any], role: str) -> Figure:
     rows = math.ceil(len(edges) / columns)
     figure = Figure(figsize=(PANEL_SIZE[0] * columns, PANEL_SIZE[1] * rows + 1.2))
     FigureCanvasAgg(figure)
-    axes = figure.subplots(rows, columns, squeeze=False, sharex=True)
+    axes = figure.subplots(rows, columns, squeeze=False)
+    colors = colormaps["tab20"].colors
+    marker = "." if len(iterations) < 30 else None
     lines = []
     for e, label in enumerate(edges):
         ax = axes[e // columns][e % columns]
-        for o, _ in enumerate(op_names):
+        for o, name in enumerate(op_names):
             values = [s["weights"][role][e][o] for s in snapshots]
-            (line,) = ax.plot(iterations, values, marker="." if len(iterations) < 30 else None)
+            style = {"color": "black", "linestyle": "--"} if name == NONE else {}
+            color = style.pop("color", colors[(2 * o) % 20 + (2 * o) // 20])
+            (line,) = ax.plot(iterations, values, color=color, marker=marker, **style)
             if e == 0:
                 lines.append(line)
         ax.set_title(label, fontsize=9)
+        if e // columns == rows - 1 or e + columns >= len(edges):
+            ax.set_xlabel("iteration", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     for extra in range(len(edges), rows * columns):
         axes[extra // columns][extra % columns].set_visible(False)
-    figure.supxlabel("iteration", fontsize=9)
     figure.supylabel("softmax(alpha)", fontsize=9)
     figure.suptitle(f"{role} tower: op weights per edge", fontsize=11)
     figure.legend(lines, op_names, loc="lower center", ncol=min(4, len(op_names)), fontsize=7)
     figure.tight_layout(rect=(0, 0.12 if rows < 3 else 0.08, 1, 1))
     return figure
+
+
+def _save(figure: Figure, fmt: str, handle: BinaryIO) -> None:
+    figure.savefig(handle, format=fmt, dpi=100)
 
 
 def plot_alpha_history(history: dict[str, Any], role: str, path_stem: str | Path) -> list[Path]:
@@ -60,9 +71,7 @@ def plot_alpha_history(history: dict[str, Any], role: str, path_stem: str | Path
     stem = Path(path_stem)
     written = []
     for fmt in PLOT_FORMATS:
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format=fmt, dpi=100)
         path = stem.with_name(f"{stem.name}.{fmt}")
-        atomic_write(path, lambda f, data=buffer.getvalue(): f.write(data))
+        atomic_write(path, functools.partial(_save, figure, fmt))
         written.append(path)
     return written

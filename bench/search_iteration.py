@@ -1,0 +1,166 @@
+"""Benchmark one first-order search iteration against one plain FCOS training iteration.
+
+Same backbone, batch and input size (the shapes search config by default): a search iteration
+(``fad.search.searcher.make_search_step``: an alpha step on one batch, then a clipped SGD step
+on another) with RepShare and with the naive mixed ops (MODEL.FAD.REPSHARE False), and a training
+iteration of the standard FCOS head (``fad.engine.train.make_train_step``); for reference also
+a training iteration of the RepShare supernet alone (what the alpha step adds). Batches are synthetic
+(random images, 1-4 random boxes each). Interleaved repeats after warmup; medians and ratios are
+printed as markdown tables. Target: search / train <= 2.3x (the floor is about 2x: a search
+iteration runs two forward/backward passes).
+
+    python bench/search_iteration.py [--device cpu|cuda] [--size 128] [--batch 4] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from fad.config import load_config
+from fad.engine.train import make_train_step
+from fad.modeling.build import build_detector
+from fad.search.architect import Architect
+from fad.search.state import build_alpha_optimizer, build_weight_optimizer
+from fad.search.step import make_search_step
+from fad.solver import build_scheduler, build_sgd
+
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "shapes" / "search_fad_R_18_FPN.yaml"
+NUM_CLASSES = 5
+TRAIN = "train (standard FCOS head)"
+SUPERNET = "train the RepShare supernet (no alpha step)"
+# variant -> (iteration kind, config overrides on top of the search config)
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    TRAIN: ("train", ["MODEL.FAD.SEARCH", "False", "MODEL.FAD_ON", "False"]),
+    "search, RepShare": ("search", ["MODEL.FAD.REPSHARE", "True"]),
+    "search, naive ops": ("search", ["MODEL.FAD.REPSHARE", "False"]),
+    SUPERNET: ("train", ["MODEL.FAD.REPSHARE", "True"]),
+}
+
+
+def synthetic_batch(args: argparse.Namespace, seed: int):
+    """(images, targets) of ``args.batch`` random size x size images with 1-4 boxes each."""
+    g = torch.Generator().manual_seed(seed)
+    images, targets = [], []
+    for _ in range(args.batch):
+        images.append(torch.rand(3, args.size, args.size, generator=g))
+        n = int(torch.randint(1, 5, (), generator=g))
+        xy = torch.rand(n, 2, generator=g) * args.size * 0.6
+        wh = 8 + torch.rand(n, 2, generator=g) * args.size * 0.4
+        boxes = torch.cat([xy, (xy + wh).clamp(max=args.size)], dim=1)
+        targets.append({"boxes": boxes, "labels": torch.randint(1, NUM_CLASSES + 1, (n,))})
+    return images, targets
+
+
+def build_step(args: argparse.Namespace, kind: str, overrides: list[str]) -> Callable[[int], None]:
+    """A closure running one iteration (``kind`` "train" or "search") at iteration i."""
+    size = ["INPUT.MIN_SIZE_TRAIN", f"({args.size},)", "INPUT.MAX_SIZE_TRAIN", str(args.size)]
+    cfg = load_config(str(CONFIG), [*size, "MODEL.DEVICE", args.device, *overrides])
+    device = torch.device(args.device)
+    model = build_detector(cfg, NUM_CLASSES, load_weights=False).to(device).train()
+    batches = (synthetic_batch(args, 1), synthetic_batch(args, 2))
+    if kind == "search":
+        optimizer = build_weight_optimizer(model, cfg.SOLVER)
+        architect = Architect(model, build_alpha_optimizer(model, cfg.SOLVER.SEARCH), optimizer)
+        step = make_search_step(
+            model,
+            architect,
+            optimizer,
+            build_scheduler(optimizer, cfg.SOLVER),
+            device,
+            clip_grad=cfg.SOLVER.SEARCH.CLIP_GRAD_NORM,
+            flip_prob=0.5,
+            seed=0,
+        )
+        batch = batches
+    else:
+        s = cfg.SOLVER
+        optimizer = build_sgd(
+            model.named_parameters(),
+            base_lr=s.BASE_LR,
+            momentum=s.MOMENTUM,
+            weight_decay=s.WEIGHT_DECAY,
+            bias_lr_factor=s.BIAS_LR_FACTOR,
+            weight_decay_bias=s.WEIGHT_DECAY_BIAS,
+        )
+        step = make_train_step(
+            model,
+            optimizer,
+            build_scheduler(optimizer, s),
+            device,
+            clip_grad=s.SEARCH.CLIP_GRAD_NORM,
+            flip_prob=0.5,
+            seed=0,
+        )
+        batch = batches[0]
+
+    def run(iteration: int) -> None:
+        step(iteration, batch)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    return run
+
+
+def time_variants(args: argparse.Namespace) -> dict[str, float]:
+    """Median seconds per iteration of each variant (interleaved, after warmup)."""
+    steps = {name: build_step(args, *variant) for name, variant in VARIANTS.items()}
+    for i in range(args.warmup):
+        for step in steps.values():
+            step(i)
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for i in range(args.warmup, args.warmup + args.repeats):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step(i)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--size", type=int, default=128, help="input height and width")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    times = time_variants(args)
+    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
+    print(
+        f"{CONFIG.name} (R-18 FPN W=128, towers: 1 cell, 3 nodes, C=64), batch {args.batch}, "
+        f"{args.size}x{args.size}, on {device} ({torch.get_num_threads()} threads); "
+        f"median of {args.repeats} after {args.warmup} warmup"
+    )
+    print()
+    print("| iteration | ms / iteration | ratio to train |")
+    print("|---|---:|---:|")
+    for name, seconds in times.items():
+        print(f"| {name} | {seconds * 1e3:.0f} | {seconds / times[TRAIN]:.2f}x |")
+    print()
+    speedup = times["search, naive ops"] / times["search, RepShare"]
+    print("| ratio | value |")
+    print("|---|---:|")
+    print(f"| search (RepShare) / train | {times['search, RepShare'] / times[TRAIN]:.2f}x |")
+    print(f"| search (naive) / train | {times['search, naive ops'] / times[TRAIN]:.2f}x |")
+    print(f"| RepShare speed-up of a search iteration (naive / RepShare) | {speedup:.2f}x |")
+    alpha_step = times["search, RepShare"] / times[SUPERNET]
+    print(f"| search iteration / supernet training iteration (RepShare) | {alpha_step:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

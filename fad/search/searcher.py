@@ -1,0 +1,214 @@
+"""`fad search`: the architecture search loop, from config to genotype.log, resumable and measured.
+
+Every iteration: an alpha step (Adam; first or second order, see ``fad.search.architect``) on a
+batch of the alpha stream, then a weight step (the SGD schedule of training, gradients clipped at
+SOLVER.SEARCH.CLIP_GRAD_NORM) on a batch of the weight stream (see ``fad.search.streams``).
+Checkpoints hold the weights and alphas (both in the model's state_dict), both optimizers, the
+scheduler, the iteration, the RNG states and the alpha history; a run on an OUTPUT_DIR that
+holds one resumes from it, and on CPU ends bit-identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+from yacs.config import CfgNode as CN
+
+from fad.data.build import build_datasets
+from fad.engine.checkpoint import find_resume_checkpoint, save_checkpoint, set_rng_state
+from fad.engine.distributed import is_main_process
+from fad.engine.loop import LoopHooks, run_loop
+from fad.engine.setup import RunContext, start_run
+from fad.engine.train import checkpoint_meta
+from fad.errors import FadError
+from fad.modeling.build import build_detector
+from fad.search.architect import Architect
+from fad.search.outputs import current_genotypes, write_search_outputs
+from fad.search.report import build_report, reset_peak_memory, write_report
+from fad.search.state import SearchState
+from fad.search.step import LOG_PERIOD, AlphaMonitor, make_search_step
+from fad.search.streams import StreamOptions, search_streams
+
+log = logging.getLogger("fad")
+CHECKPOINT_KIND = "search"
+
+
+def _check_search_config(cfg: CN) -> None:
+    if not cfg.MODEL.FAD.SEARCH:
+        raise FadError("fad search needs MODEL.FAD.SEARCH True in the config (got False)")
+
+
+def _resume_checkpoint(folder: Path, required: bool) -> tuple[Path, dict[str, Any]] | None:
+    found = find_resume_checkpoint(folder)
+    if found is None:
+        if required:
+            raise FadError(f"--resume: no loadable checkpoint in {folder}")
+        return None
+    path, ckpt = found
+    kind = ckpt.get("meta", {}).get("kind")
+    if kind != CHECKPOINT_KIND or "alpha_optimizer" not in ckpt:
+        raise FadError(
+            f"{path} is a {kind or 'non-search'} checkpoint, not a search one; "
+            "pick another OUTPUT_DIR for the search"
+        )
+    return found
+
+
+def _tensorboard_writer(ctx: RunContext):
+    if ctx.rank != 0:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir=str(ctx.output_dir / "tensorboard"))
+
+
+def search(
+    cfg: CN,
+    *,
+    use_tensorboard: bool = False,
+    resume: bool = False,
+    local_rank: int | None = None,
+) -> dict[str, Any]:
+    """Search (resuming from OUTPUT_DIR when it holds a checkpoint); returns the report."""
+    wall_start = time.perf_counter()
+    _check_search_config(cfg)
+    ctx = start_run(cfg, local_rank=local_rank)
+    reset_peak_memory(ctx.device)
+    datasets = build_datasets(cfg.DATASETS.TRAIN, train=True, flip_prob=0.0)
+    class_names = list(datasets[0].class_names)
+    found = _resume_checkpoint(ctx.output_dir, resume)
+    model = build_detector(cfg, len(class_names), None, load_weights=found is None)
+    model.to(ctx.device)
+    current_genotypes(model)  # both towers searched, before any heavy work
+    state = SearchState.build(model, cfg)
+    start_iter = 0
+    if found is not None:
+        start_iter = state.load(found[1], str(found[0]))
+        log.info("resuming the search from %s at iteration %d", found[0], start_iter)
+    else:
+        state.history.record(model, 0, checkpoint=True)
+    max_iter = cfg.SOLVER.MAX_ITER
+    meta = checkpoint_meta(cfg, class_names, None, CHECKPOINT_KIND)
+
+    def save(iteration: int, name: str | None = None) -> Path:
+        name = name or f"model_{iteration:07d}.pth"
+        return save_checkpoint(ctx.output_dir, name, state.payload(iteration, meta))
+
+    stats = {"iterations": 0, "seconds": 0.0, "it_per_s": 0.0, "images_per_s": 0.0}
+    images_per_iter = 2 * cfg.SOLVER.IMS_PER_BATCH  # a weight batch and an alpha batch
+    if start_iter < max_iter:
+        ckpt = found[1] if found is not None else None
+        stats = _search_iterations(
+            cfg, ctx, state, datasets, save, start_iter, ckpt, use_tensorboard, images_per_iter
+        )
+    else:
+        log.info("already searched to iteration %d", start_iter)
+    genotypes: dict[str, Any] = {}
+    if is_main_process():
+        if start_iter < max_iter:
+            log.info("saved %s", save(max_iter, "model_final.pth"))
+        final_iter = max(start_iter, max_iter)
+        genotypes = write_search_outputs(
+            ctx.output_dir, model, state.history, final_iter, final=True
+        )
+    report = build_report(
+        loop_stats=stats,
+        wall_seconds=time.perf_counter() - wall_start,
+        start_iter=start_iter,
+        max_iter=max_iter,
+        images_per_iter=images_per_iter,
+        device=ctx.device,
+        world_size=ctx.world_size,
+        genotypes={role: str(g) for role, g in genotypes.items()},
+        settings={
+            "first_order": bool(cfg.SOLVER.SEARCH.FIRST_ORDER),
+            "repshare": bool(cfg.MODEL.FAD.REPSHARE),
+            "alpha_holdout": float(cfg.SOLVER.SEARCH.ALPHA_HOLDOUT),
+            "ims_per_batch": int(cfg.SOLVER.IMS_PER_BATCH),
+        },
+    )
+    if is_main_process():
+        write_report(ctx.output_dir, report)
+    return report
+
+
+def _search_iterations(
+    cfg: CN,
+    ctx: RunContext,
+    state: SearchState,
+    datasets: list,
+    save: Callable[..., Path],
+    start_iter: int,
+    ckpt: dict[str, Any] | None,
+    use_tensorboard: bool,
+    images_per_iter: int,
+) -> dict[str, float]:
+    max_iter = cfg.SOLVER.MAX_ITER
+    options = StreamOptions(
+        images_per_batch=cfg.SOLVER.IMS_PER_BATCH // ctx.world_size,
+        max_iter=max_iter,
+        start_iter=start_iter,
+        seed=cfg.SEED,
+        num_workers=cfg.DATALOADER.NUM_WORKERS,
+        aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
+        rank=ctx.rank,
+        world_size=ctx.world_size,
+    )
+    batches = search_streams(datasets, cfg.SOLVER.SEARCH.ALPHA_HOLDOUT, options)
+    if ckpt is not None:  # after the loaders drew their own seeds, so the streams line up
+        set_rng_state(ckpt["rng"])
+    model = state.model
+    net = model
+    if ctx.world_size > 1:
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
+        )
+    net.train()
+    architect = Architect(
+        model, state.alpha_optimizer, state.optimizer, first_order=cfg.SOLVER.SEARCH.FIRST_ORDER
+    )
+    writer = _tensorboard_writer(ctx) if use_tensorboard else None
+    monitor = AlphaMonitor(
+        model,
+        state.history,
+        checkpoint_period=cfg.SOLVER.CHECKPOINT_PERIOD,
+        max_iter=max_iter,
+        writer=writer,
+    )
+    step = make_search_step(
+        net,
+        architect,
+        state.optimizer,
+        state.scheduler,
+        ctx.device,
+        clip_grad=cfg.SOLVER.SEARCH.CLIP_GRAD_NORM,
+        flip_prob=cfg.INPUT.HORIZONTAL_FLIP_PROB_TRAIN,
+        seed=cfg.SEED + ctx.rank,
+        after_iteration=monitor,
+    )
+
+    def write_outputs(iteration: int) -> None:
+        if is_main_process():
+            write_search_outputs(ctx.output_dir, model, state.history, iteration)
+
+    hooks = LoopHooks(
+        save=save,
+        checkpoint_period=cfg.SOLVER.CHECKPOINT_PERIOD,
+        log_period=LOG_PERIOD,
+        writer=writer,
+        lr=lambda: state.optimizer.param_groups[0]["lr"],
+        images_per_iter=images_per_iter,
+        on_checkpoint=[write_outputs],
+    )
+    try:
+        return run_loop(
+            step, batches, start_iter=start_iter, max_iter=max_iter, hooks=hooks, device=ctx.device
+        )
+    finally:
+        if writer is not None:
+            writer.close()

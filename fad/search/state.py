@@ -1,0 +1,85 @@
+"""The state of a search: model (weights and alphas), both optimizers, the scheduler and the
+alpha history; what a checkpoint holds besides the iteration and RNG states."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from yacs.config import CfgNode as CN
+
+from fad.engine.checkpoint import load_model_state, rng_state
+from fad.search.history import AlphaHistory
+from fad.search_space.towers import alphas, named_alphas
+from fad.solver import build_scheduler, build_sgd
+
+
+def build_weight_optimizer(model: nn.Module, solver: CN) -> torch.optim.SGD:
+    """The weights' SGD of training (bias groups as maskrcnn-benchmark), alphas left out."""
+    alpha_ids = {id(p) for _, p in named_alphas(model)}
+    return build_sgd(
+        ((n, p) for n, p in model.named_parameters() if id(p) not in alpha_ids),
+        base_lr=solver.BASE_LR,
+        momentum=solver.MOMENTUM,
+        weight_decay=solver.WEIGHT_DECAY,
+        bias_lr_factor=solver.BIAS_LR_FACTOR,
+        weight_decay_bias=solver.WEIGHT_DECAY_BIAS,
+    )
+
+
+def build_alpha_optimizer(model: nn.Module, search: CN) -> torch.optim.Adam:
+    """Adam over the alphas: SOLVER.SEARCH.{BASE_LR_ALPHA, BETAS_ALPHA, WEIGHT_DECAY_ALPHA}."""
+    return torch.optim.Adam(
+        alphas(model),
+        lr=search.BASE_LR_ALPHA,
+        betas=tuple(search.BETAS_ALPHA),
+        weight_decay=search.WEIGHT_DECAY_ALPHA,
+    )
+
+
+@dataclass
+class SearchState:
+    """Everything a search checkpoint holds, besides the iteration and RNG states."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    alpha_optimizer: torch.optim.Optimizer
+    history: AlphaHistory
+
+    @classmethod
+    def build(cls, model: nn.Module, cfg: CN) -> SearchState:
+        optimizer = build_weight_optimizer(model, cfg.SOLVER)
+        return cls(
+            model,
+            optimizer,
+            build_scheduler(optimizer, cfg.SOLVER),
+            build_alpha_optimizer(model, cfg.SOLVER.SEARCH),
+            AlphaHistory.for_model(model),
+        )
+
+    def payload(self, iteration: int, meta: dict[str, Any]) -> dict[str, Any]:
+        """The checkpoint dict (tensors and plain data only)."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "alpha_optimizer": self.alpha_optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "iteration": iteration,
+            "rng": rng_state(),
+            "meta": meta,
+            "alpha_history": self.history.state_dict(),
+        }
+
+    def load(self, ckpt: dict[str, Any], source: str) -> int:
+        """Restore from a checkpoint (RNG states excepted); return its iteration."""
+        load_model_state(self.model, ckpt["model"], source)
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.alpha_optimizer.load_state_dict(ckpt["alpha_optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        iteration = int(ckpt["iteration"])
+        self.history = AlphaHistory.from_state_dict(ckpt["alpha_history"], source)
+        self.history.truncate(iteration)
+        return iteration
