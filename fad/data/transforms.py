@@ -63,7 +63,7 @@ class RandomHorizontalFlip:
         self.prob = prob
 
     def __call__(self, image: torch.Tensor, target: Target) -> tuple[torch.Tensor, Target]:
-        if torch.rand(()).item() < self.prob:
+        if self.prob > 0 and torch.rand(()).item() < self.prob:
             return hflip(image, target)
         return image, target
 
