@@ -81,3 +81,16 @@ def reduce_loss_dict(losses: dict[str, torch.Tensor]) -> dict[str, float]:
     values = torch.stack([losses[k].detach().float() for k in names])
     values = all_reduce_sum(values) / get_world_size()
     return {k: float(v) for k, v in zip(names, values)}
+
+
+def check_same_across_processes(tensors: list[torch.Tensor], what: str) -> None:
+    """Raise on every rank if `tensors` are not bit-identical on all ranks (e.g. the alphas)."""
+    if not is_distributed() or get_world_size() == 1:
+        return
+    flat = torch.cat([t.detach().reshape(-1).double().cpu() for t in tensors])
+    digest = (flat.sum().item(), flat.square().sum().item(), flat.abs().max().item() if flat.numel() else 0.0)
+    digests = all_gather_objects(digest)
+    if any(d != digests[0] for d in digests):
+        from fad.errors import FadError
+
+        raise FadError(f"{what} differ across processes: {digests}")

@@ -21,7 +21,7 @@ from yacs.config import CfgNode as CN
 
 from fad.data.build import build_datasets
 from fad.engine.checkpoint import find_resume_checkpoint, save_checkpoint, set_rng_state
-from fad.engine.distributed import is_main_process
+from fad.engine.distributed import check_same_across_processes, is_main_process
 from fad.engine.loop import LoopHooks, run_loop
 from fad.engine.setup import RunContext, start_run
 from fad.engine.train import checkpoint_meta
@@ -33,6 +33,7 @@ from fad.search.report import build_report, reset_peak_memory, write_report
 from fad.search.state import SearchState
 from fad.search.step import LOG_PERIOD, AlphaMonitor, make_search_step
 from fad.search.streams import StreamOptions, search_streams
+from fad.search_space.towers import alphas
 
 log = logging.getLogger("fad")
 CHECKPOINT_KIND = "search"
@@ -108,6 +109,7 @@ def search(
         )
     else:
         log.info("already searched to iteration %d", start_iter)
+    check_same_across_processes(alphas(model), "the alphas")  # lockstep on every rank
     genotypes: dict[str, Any] = {}
     if is_main_process():
         if start_iter < max_iter:
