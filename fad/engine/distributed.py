@@ -88,9 +88,21 @@ def check_same_across_processes(tensors: list[torch.Tensor], what: str) -> None:
     if not is_distributed() or get_world_size() == 1:
         return
     flat = torch.cat([t.detach().reshape(-1).double().cpu() for t in tensors])
-    digest = (flat.sum().item(), flat.square().sum().item(), flat.abs().max().item() if flat.numel() else 0.0)
+    digest = (
+        flat.sum().item(),
+        flat.square().sum().item(),
+        flat.abs().max().item() if flat.numel() else 0.0,
+    )
     digests = all_gather_objects(digest)
     if any(d != digests[0] for d in digests):
         from fad.errors import FadError
 
         raise FadError(f"{what} differ across processes: {digests}")
+
+
+def wrap_ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """`model` under DistributedDataParallel when several processes run, else `model` itself."""
+    if get_world_size() == 1:
+        return model
+    ids = [device.index] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)

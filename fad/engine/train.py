@@ -22,6 +22,7 @@ from fad.engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from fad.engine.distributed import wrap_ddp
 from fad.engine.evaluate import evaluate_model
 from fad.engine.loop import LoopHooks, check_finite, run_loop
 from fad.engine.setup import RunContext, start_run
@@ -189,11 +190,7 @@ def _train_iterations(
     batches = iter(loader)
     if ckpt is not None:  # after the loader drew its own seeds, so the streams line up
         set_rng_state(ckpt["rng"])
-    net = model
-    if ctx.world_size > 1:
-        net = nn.parallel.DistributedDataParallel(
-            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
-        )
+    net = wrap_ddp(model, ctx.device)
     net.train()
     step = make_train_step(
         net,

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from torch import Tensor
 
+from fad.engine.atomic import atomic_write_text
 from fad.errors import FadError
 
 BOX_DECIMALS = 2
@@ -77,15 +77,5 @@ def write_results_json(results: Sequence[dict], path: str | os.PathLike) -> Path
     The JSON goes to a temporary file in the destination folder, which then replaces ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(list(results), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, json.dumps(list(results)))
     return path

@@ -16,12 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from torch import nn
 from yacs.config import CfgNode as CN
 
 from fad.data.build import build_datasets
 from fad.engine.checkpoint import find_resume_checkpoint, save_checkpoint, set_rng_state
-from fad.engine.distributed import check_same_across_processes, is_main_process
+from fad.engine.distributed import check_same_across_processes, is_main_process, wrap_ddp
 from fad.engine.loop import LoopHooks, run_loop
 from fad.engine.setup import RunContext, start_run
 from fad.engine.train import checkpoint_meta
@@ -165,11 +164,7 @@ def _search_iterations(
     if ckpt is not None:  # after the loaders drew their own seeds, so the streams line up
         set_rng_state(ckpt["rng"])
     model = state.model
-    net = model
-    if ctx.world_size > 1:
-        net = nn.parallel.DistributedDataParallel(
-            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
-        )
+    net = wrap_ddp(model, ctx.device)
     net.train()
     architect = Architect(
         model, state.alpha_optimizer, state.optimizer, first_order=cfg.SOLVER.SEARCH.FIRST_ORDER

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import ast
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from torch import Tensor
 
+from fad.engine.atomic import atomic_write_text
 from fad.errors import FadError
 from fad.search_space.ops import NONE, OP_SPECS, unknown_name_error
 
@@ -189,17 +189,7 @@ def write_genotype_file(path: str | os.PathLike[str], box: Genotype, cls: Genoty
     """Write ``box`` then ``cls`` atomically (temp file in the same folder, fsync, replace)."""
     for role, genotype in zip(ROLES, (box, cls), strict=True):
         validate_genotype(genotype, where=f"{path} ({role})")
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(f"{box}\n{cls}\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(Path(path), f"{box}\n{cls}\n")
 
 
 def derive_genotype(alphas: Sequence[Tensor], op_names: Sequence[str]) -> Genotype:

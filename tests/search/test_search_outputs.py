@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import fad.search_space.genotype as genotype_module
+from fad.errors import FadError
 from fad.search.history import AlphaHistory
 from fad.search.outputs import write_search_outputs
 from fad.search_space.genotype import read_genotype_file
@@ -53,7 +54,7 @@ def test_genotype_log_is_never_half_written(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(genotype_module.os, "fsync", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(FadError, match="No space left on device"):
         _write(tmp_path, model, 2)
     assert written and written[0] > 0
     assert (tmp_path / "genotype.log").read_bytes() == before
