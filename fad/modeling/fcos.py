@@ -16,7 +16,7 @@ class TrainTestTransform(GeneralizedRCNNTransform):
     """torchvision's resize/normalise/batch transform with separate train and test sizes.
 
     Training picks the shorter side uniformly from `train_min_sizes` (multi-scale); evaluation
-    uses `test_min_size`. `train()`/`eval()` switch between them.
+    uses `test_min_size`. Switching the module to training or evaluation mode switches sizes.
     """
 
     def __init__(
