@@ -93,6 +93,16 @@ def make_train_step(
     return step
 
 
+def prepare_training_run(cfg: CN, ctx: RunContext) -> list:
+    """The training sets (data report logged); temp files of a killed writer removed."""
+    datasets = build_datasets(cfg.DATASETS.TRAIN, train=True, flip_prob=0.0)
+    for dataset in datasets:
+        log.info("data report: %s", dataset.report_text())
+    if ctx.rank == 0:
+        remove_partial_writes(ctx.output_dir)
+    return datasets
+
+
 def train(
     cfg: CN,
     *,
@@ -103,9 +113,7 @@ def train(
 ) -> dict[str, Any]:
     """Train (resuming from OUTPUT_DIR when it holds a checkpoint); returns timing and AP."""
     ctx = start_run(cfg, local_rank=local_rank)
-    datasets = build_datasets(cfg.DATASETS.TRAIN, train=True, flip_prob=0.0)
-    for dataset in datasets:
-        log.info("data report: %s", dataset.report_text())
+    datasets = prepare_training_run(cfg, ctx)
     class_names = list(datasets[0].class_names)
     if cfg.MODEL.FCOS.NUM_CLASSES - 1 != len(class_names):
         log.info(
@@ -115,8 +123,6 @@ def train(
             cfg.DATASETS.TRAIN[0],
             len(class_names),
         )
-    if ctx.rank == 0:
-        remove_partial_writes(ctx.output_dir)
     resume = find_resume_checkpoint(ctx.output_dir)
     model = build_detector(cfg, len(class_names), genotypes, load_weights=resume is None)
     model.to(ctx.device)

@@ -18,12 +18,11 @@ from typing import Any
 
 from yacs.config import CfgNode as CN
 
-from fad.data.build import build_datasets
 from fad.engine.checkpoint import find_resume_checkpoint, save_checkpoint, set_rng_state
 from fad.engine.distributed import check_same_across_processes, is_main_process, wrap_ddp
 from fad.engine.loop import LoopHooks, run_loop
 from fad.engine.setup import RunContext, start_run
-from fad.engine.train import checkpoint_meta
+from fad.engine.train import checkpoint_meta, prepare_training_run
 from fad.errors import FadError
 from fad.modeling.build import build_detector
 from fad.search.architect import Architect
@@ -79,7 +78,7 @@ def search(
     _check_search_config(cfg)
     ctx = start_run(cfg, local_rank=local_rank)
     reset_peak_memory(ctx.device)
-    datasets = build_datasets(cfg.DATASETS.TRAIN, train=True, flip_prob=0.0)
+    datasets = prepare_training_run(cfg, ctx)
     class_names = list(datasets[0].class_names)
     found = _resume_checkpoint(ctx.output_dir, resume)
     model = build_detector(cfg, len(class_names), None, load_weights=found is None)
@@ -159,6 +158,7 @@ def _search_iterations(
         aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
         rank=ctx.rank,
         world_size=ctx.world_size,
+        max_bad_fraction=cfg.DATALOADER.MAX_BAD_IMAGE_FRACTION,
     )
     batches = search_streams(datasets, cfg.SOLVER.SEARCH.ALPHA_HOLDOUT, options)
     if ckpt is not None:  # after the loaders drew their own seeds, so the streams line up

@@ -39,6 +39,7 @@ class StreamOptions:
     aspect_ratio_grouping: bool = True
     rank: int = 0
     world_size: int = 1
+    max_bad_fraction: float = 0.01
 
 
 def _subset(dataset: DetectionDataset, indices: Sequence[int]) -> DetectionDataset:
@@ -108,6 +109,7 @@ def search_streams(
             aspect_ratio_grouping=options.aspect_ratio_grouping,
             rank=options.rank,
             world_size=options.world_size,
+            max_bad_fraction=options.max_bad_fraction,
         )
 
     weight_loader = loader(weight_sets, options.seed)
