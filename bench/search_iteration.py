@@ -28,7 +28,7 @@ from fad.modeling.build import build_detector
 from fad.search.architect import Architect
 from fad.search.state import build_alpha_optimizer, build_weight_optimizer
 from fad.search.step import make_search_step
-from fad.solver import build_scheduler, build_sgd
+from fad.solver import build_optimizer, build_scheduler
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "shapes" / "search_fad_R_18_FPN.yaml"
 NUM_CLASSES = 5
@@ -80,14 +80,7 @@ def build_step(args: argparse.Namespace, kind: str, overrides: list[str]) -> Cal
         batch = batches
     else:
         s = cfg.SOLVER
-        optimizer = build_sgd(
-            model.named_parameters(),
-            base_lr=s.BASE_LR,
-            momentum=s.MOMENTUM,
-            weight_decay=s.WEIGHT_DECAY,
-            bias_lr_factor=s.BIAS_LR_FACTOR,
-            weight_decay_bias=s.WEIGHT_DECAY_BIAS,
-        )
+        optimizer = build_optimizer(model.named_parameters(), s)
         step = make_train_step(
             model,
             optimizer,

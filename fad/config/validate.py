@@ -5,6 +5,7 @@ from __future__ import annotations
 from yacs.config import CfgNode as CN
 
 from fad.errors import FadError
+from fad.solver import OPTIMIZERS
 
 CONV_BODIES = ("R-18", "R-34", "R-50", "R-101", "R-152")
 WARMUP_METHODS = ("constant", "linear")
@@ -52,6 +53,10 @@ def validate_config(cfg: CN, *, world_size: int = 1) -> None:
     _check(
         list(s.STEPS) == sorted(s.STEPS),
         f"SOLVER.STEPS must be increasing, got {tuple(s.STEPS)}",
+    )
+    _check(
+        s.OPTIMIZER in OPTIMIZERS,
+        f"SOLVER.OPTIMIZER must be one of {OPTIMIZERS}, got {s.OPTIMIZER!r}",
     )
     _check(0 <= s.MOMENTUM < 1, f"SOLVER.MOMENTUM must be in [0, 1), got {s.MOMENTUM}")
     _check(s.WEIGHT_DECAY >= 0, f"SOLVER.WEIGHT_DECAY must be >= 0, got {s.WEIGHT_DECAY}")

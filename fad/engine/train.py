@@ -28,7 +28,7 @@ from fad.engine.loop import LoopHooks, check_finite, run_loop
 from fad.engine.setup import RunContext, start_run
 from fad.modeling.build import build_detector
 from fad.search_space.genotype import Genotype
-from fad.solver import build_scheduler, build_sgd
+from fad.solver import build_optimizer, build_scheduler
 
 log = logging.getLogger("fad")
 
@@ -126,14 +126,7 @@ def train(
     resume = find_resume_checkpoint(ctx.output_dir)
     model = build_detector(cfg, len(class_names), genotypes, load_weights=resume is None)
     model.to(ctx.device)
-    optimizer = build_sgd(
-        model.named_parameters(),
-        base_lr=cfg.SOLVER.BASE_LR,
-        momentum=cfg.SOLVER.MOMENTUM,
-        weight_decay=cfg.SOLVER.WEIGHT_DECAY,
-        bias_lr_factor=cfg.SOLVER.BIAS_LR_FACTOR,
-        weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS,
-    )
+    optimizer = build_optimizer(model.named_parameters(), cfg.SOLVER)
     scheduler = build_scheduler(optimizer, cfg.SOLVER)
     start_iter = 0
     if resume is not None:

@@ -97,6 +97,11 @@ class Architect:
         self.loss_fn = loss_fn
         self.fd_radius = fd_radius
         if not first_order:
+            if not isinstance(weights_optimizer, torch.optim.SGD):
+                raise FadError(
+                    "architect: the second-order step mirrors SGD; use SOLVER.OPTIMIZER SGD "
+                    f"(got {type(weights_optimizer).__name__}) or SOLVER.SEARCH.FIRST_ORDER True"
+                )
             for group in weights_optimizer.param_groups:
                 if group.get("nesterov") or group.get("maximize"):
                     raise FadError(

@@ -13,19 +13,14 @@ from yacs.config import CfgNode as CN
 from fad.engine.checkpoint import load_model_state, rng_state
 from fad.search.history import AlphaHistory
 from fad.search_space.towers import alphas, named_alphas
-from fad.solver import build_scheduler, build_sgd
+from fad.solver import build_optimizer, build_scheduler
 
 
-def build_weight_optimizer(model: nn.Module, solver: CN) -> torch.optim.SGD:
-    """The weights' SGD of training (bias groups as maskrcnn-benchmark), alphas left out."""
+def build_weight_optimizer(model: nn.Module, solver: CN) -> torch.optim.Optimizer:
+    """The weights' optimizer of training (SOLVER.OPTIMIZER, bias groups), alphas left out."""
     alpha_ids = {id(p) for _, p in named_alphas(model)}
-    return build_sgd(
-        ((n, p) for n, p in model.named_parameters() if id(p) not in alpha_ids),
-        base_lr=solver.BASE_LR,
-        momentum=solver.MOMENTUM,
-        weight_decay=solver.WEIGHT_DECAY,
-        bias_lr_factor=solver.BIAS_LR_FACTOR,
-        weight_decay_bias=solver.WEIGHT_DECAY_BIAS,
+    return build_optimizer(
+        ((n, p) for n, p in model.named_parameters() if id(p) not in alpha_ids), solver
     )
 
 

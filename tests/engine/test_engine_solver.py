@@ -53,3 +53,23 @@ def test_scheduler_state_round_trips():
     sched2 = build_scheduler(opt2, cfg)
     sched2.load_state_dict(state)
     assert sched2.last_epoch == 7
+
+
+@pytest.mark.parametrize("name, kind", [("SGD", torch.optim.SGD), ("AdamW", torch.optim.AdamW)])
+def test_solver_optimizer_key_picks_the_optimizer_with_the_bias_groups(name, kind):
+    from fad.config import load_config
+    from fad.solver import build_optimizer
+
+    cfg = load_config(None, ["SOLVER.OPTIMIZER", name, "SOLVER.BASE_LR", "0.002"])
+    opt = build_optimizer(torch.nn.Conv2d(3, 4, 3).named_parameters(), cfg.SOLVER)
+    assert type(opt) is kind
+    lrs = sorted((g["lr"], g["weight_decay"]) for g in opt.param_groups)
+    assert lrs == [(0.002, cfg.SOLVER.WEIGHT_DECAY), (0.004, cfg.SOLVER.WEIGHT_DECAY_BIAS)]
+
+
+def test_unknown_optimizer_is_a_one_line_error_naming_the_key():
+    from fad.config import load_config
+    from fad.errors import FadError
+
+    with pytest.raises(FadError, match="SOLVER.OPTIMIZER must be one of .*'Adam'"):
+        load_config(None, ["SOLVER.OPTIMIZER", "Adam"])

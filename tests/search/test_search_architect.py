@@ -206,6 +206,15 @@ def test_architect_needs_alphas():
         Architect(model, sgd, sgd)
 
 
+def test_second_order_refuses_a_weights_optimizer_it_cannot_mirror():
+    model = TinyNet().double()
+    adam = torch.optim.Adam(alphas(model), lr=0.01)
+    adamw = torch.optim.AdamW(model.parameters(), lr=0.01)
+    with pytest.raises(Exception, match="second-order step mirrors SGD.*AdamW"):
+        Architect(model, adam, adamw, first_order=False, loss_fn=loss_fn)
+    Architect(model, adam, adamw, first_order=True, loss_fn=loss_fn)  # first order is fine
+
+
 class TinyDetector(TinyNet):
     """TinyNet with the detector interface: (images, targets) -> loss dict."""
 
