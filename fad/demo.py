@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -37,6 +38,9 @@ CONFIGS = {
     "fad": "shapes/fad_imprv_R_18_FPN.yaml",
 }
 AP_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+FCOS_ROW = "FCOS (standard head)"
+FAD_ROW = "FAD (searched head)"
+REPORT_JSON = "demo_report.json"
 
 
 def packaged_config(name: str) -> Path:
@@ -107,10 +111,7 @@ def run_demo(
     log.info("demo 4/4: report")
     size = (fcos_cfg.INPUT.MIN_SIZE_TEST, fcos_cfg.INPUT.MAX_SIZE_TEST)
     rows = {}
-    for name, result, weights in (
-        ("FCOS (standard head)", fcos, fcos_weights),
-        ("FAD (searched head)", fad, fad_weights),
-    ):
+    for name, result, weights in ((FCOS_ROW, fcos, fcos_weights), (FAD_ROW, fad, fad_weights)):
         params, gflops = head_cost(weights, size)
         rows[name] = {
             **_first_report(result),
@@ -119,6 +120,8 @@ def run_demo(
             "train_seconds": result["train"]["seconds"],
         }
     report = {
+        "seed": seed,
+        "opts": list(opts),
         "rows": rows,
         "search_seconds": search_report.get("wall_seconds", 0.0),
         "genotypes": {k: str(v) for k, v in genotypes.items()},
@@ -128,6 +131,7 @@ def run_demo(
     _pictures(out, fcos_weights, fad_weights, fcos_cfg, num_pictures)
     text = render_markdown(report, out)
     atomic_write_text(out / "demo_report.md", text)
+    atomic_write_text(out / REPORT_JSON, json.dumps(report, indent=1) + "\n")
     print("\n" + text)
     return report
 
@@ -160,7 +164,7 @@ def render_markdown(report: dict[str, Any], out: Path) -> str:
         "|---|" + "---:|" * (len(AP_KEYS) + 4),
     ]
     for name, row in report["rows"].items():
-        search_time = f"{report['search_seconds'] / 60:.1f} min" if name.startswith("FAD") else "-"
+        search_time = f"{report['search_seconds'] / 60:.1f} min" if name == FAD_ROW else "-"
         cells = [f"{row[k]:.3f}" for k in AP_KEYS]
         cells += [
             f"{row['head_params'] / 1e6:.2f} M",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from fad.cli import main
+from fad.demo import FAD_ROW, FCOS_ROW
 
 
 @pytest.mark.slow
@@ -23,3 +26,6 @@ def test_demo_runs_the_whole_pipeline(tiny_opts, tmp_path, capsys):
     ).is_file()
     assert len(list((out / "pictures" / "fad").glob("*.jpg"))) == 4
     assert "head params" in capsys.readouterr().out
+    saved = json.loads((out / "demo_report.json").read_text())
+    assert saved["seed"] == 0 and set(saved["rows"]) == {FCOS_ROW, FAD_ROW}
+    assert 0.0 <= saved["rows"][FAD_ROW]["AP"] <= 1.0 and saved["search_seconds"] > 0

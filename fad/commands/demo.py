@@ -1,4 +1,4 @@
-"""`fad demo [--out DIR] [--seed S] [KEY VALUE ...]`: search, train, compare - the main job."""
+"""`fad demo [--out DIR] [--seed S | --seeds 0,1,2] [KEY VALUE ...]`: search, train, compare."""
 
 from __future__ import annotations
 
@@ -10,6 +10,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="training_dir/demo", help="output folder (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--seeds",
+        default=None,
+        metavar="S1,S2,...",
+        help="run the demo once per seed into OUT/seed_<s> and summarise mean and spread "
+        "(finished seeds are reused)",
+    )
+    p.add_argument(
         "opts",
         nargs=argparse.REMAINDER,
         metavar="KEY VALUE",
@@ -20,8 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fad.demo import run_demo
+    from fad.demo_seeds import parse_seeds, run_seed_study
     from fad.engine.logger import setup_logger
 
     setup_logger(args.out)
-    run_demo(args.out, args.opts or [], seed=args.seed)
+    if args.seeds is not None:
+        run_seed_study(args.out, args.opts or [], parse_seeds(args.seeds))
+    else:
+        run_demo(args.out, args.opts or [], seed=args.seed)
     return 0

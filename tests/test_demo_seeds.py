@@ -1,0 +1,74 @@
+"""`fad demo --seeds`: the summary over seeds (mean, spread, paired differences) and its reuse."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fad.cli import main
+from fad.demo import AP_KEYS, FAD_ROW, FCOS_ROW, REPORT_JSON
+from fad.demo_seeds import parse_seeds, render_study_markdown, summarize
+from fad.errors import FadError
+
+
+def _report(seed: int, fcos_ap: float, fad_ap: float, opts=()) -> dict:
+    def row(ap: float) -> dict:
+        return {**{k: ap for k in AP_KEYS}, "train_seconds": 60.0 * (1 + seed)}
+
+    return {
+        "seed": seed,
+        "opts": list(opts),
+        "rows": {FCOS_ROW: row(fcos_ap), FAD_ROW: row(fad_ap)},
+        "search_seconds": 30.0,
+        "total_seconds": 600.0 + seed,
+        "genotypes": {"box": f"box{seed % 2}", "cls": "cls"},
+    }
+
+
+def test_summary_gives_mean_sample_std_and_paired_differences():
+    reports = {0: _report(0, 0.10, 0.12), 1: _report(1, 0.20, 0.19), 2: _report(2, 0.30, 0.33)}
+    summary = summarize(reports)
+    fcos = summary["heads"][FCOS_ROW]["AP"]
+    assert fcos["mean"] == pytest.approx(0.20) and fcos["std"] == pytest.approx(0.10)
+    assert (fcos["min"], fcos["max"]) == (0.10, 0.30)
+    diff = summary["fad_minus_fcos"]["AP"]
+    assert diff["per_seed"] == pytest.approx([0.02, -0.01, 0.03])
+    assert diff["mean"] == pytest.approx(0.04 / 3)
+    assert summary["fad_wins_ap"] == 2
+    assert summary["distinct_genotypes"] == 2  # seeds 0 and 2 found the same pair
+    text = render_study_markdown(summary)
+    assert f"| {FCOS_ROW} | 0.200 ± 0.100 |" in text
+    assert "| FAD - FCOS, paired | +0.013 ± 0.021 |" in text
+    assert "higher AP in 2 of 3 seeds" in text
+    assert "| 1 | 0.200 | 0.190 | -0.010 |" in text
+
+
+def test_one_seed_has_zero_spread():
+    summary = summarize({5: _report(5, 0.1, 0.2)})
+    assert summary["heads"][FAD_ROW]["AP"]["std"] == 0.0 and summary["seeds"] == [5]
+
+
+@pytest.mark.parametrize("text, culprit", [("0,x,2", "'x'"), ("1,1", "repeated"), ("", "''")])
+def test_bad_seed_lists_are_one_line_errors(text, culprit):
+    with pytest.raises(FadError, match=culprit):
+        parse_seeds(text)
+
+
+def test_finished_seeds_are_read_back_not_rerun(tmp_path, capsys):
+    for seed, (a, b) in {0: (0.1, 0.2), 3: (0.3, 0.25)}.items():
+        (tmp_path / f"seed_{seed}").mkdir()
+        (tmp_path / f"seed_{seed}" / REPORT_JSON).write_text(json.dumps(_report(seed, a, b)))
+    assert main(["demo", "--out", str(tmp_path), "--seeds", "0,3"]) == 0
+    assert "higher AP in 1 of 2 seeds" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "seed_study.json").read_text())
+    assert summary["seeds"] == [0, 3] and (tmp_path / "seed_study.md").is_file()
+
+
+def test_a_finished_seed_made_with_other_overrides_is_refused(tmp_path, capsys):
+    (tmp_path / "seed_0").mkdir()
+    report = _report(0, 0.1, 0.2, opts=["SOLVER.MAX_ITER", "5"])
+    (tmp_path / "seed_0" / REPORT_JSON).write_text(json.dumps(report))
+    assert main(["demo", "--out", str(tmp_path), "--seeds", "0", "SOLVER.MAX_ITER", "6"]) != 0
+    err = capsys.readouterr().err
+    assert "seed_0" in err and "'SOLVER.MAX_ITER', '5'" in err and "another --out" in err
