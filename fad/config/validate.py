@@ -58,6 +58,11 @@ def validate_config(cfg: CN, *, world_size: int = 1) -> None:
         s.OPTIMIZER in OPTIMIZERS,
         f"SOLVER.OPTIMIZER must be one of {OPTIMIZERS}, got {s.OPTIMIZER!r}",
     )
+    _check(
+        s.SEARCH.FIRST_ORDER or s.OPTIMIZER == "SGD",
+        "SOLVER.SEARCH.FIRST_ORDER False needs SOLVER.OPTIMIZER SGD (the second-order step "
+        f"mirrors SGD's update), got {s.OPTIMIZER!r}",
+    )
     _check(0 <= s.MOMENTUM < 1, f"SOLVER.MOMENTUM must be in [0, 1), got {s.MOMENTUM}")
     _check(s.WEIGHT_DECAY >= 0, f"SOLVER.WEIGHT_DECAY must be >= 0, got {s.WEIGHT_DECAY}")
     _check(

@@ -54,12 +54,26 @@ _BODIES: dict[str, OpFactory] = {
 }
 
 
+class GroupNorm(nn.GroupNorm):
+    """GroupNorm that also takes a group of a single value, normalising it to 0 (output = bias).
+
+    With C == 32 channels (one per group) a 1x1 P7 of one image holds one value per group;
+    torch refuses it ("Expected more than 1 value per channel") though the result is defined.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[1] == self.num_groups and x.shape[2:].numel() == 1:
+            out = x.mul(0.0)  # (x - mean) / std of a single value
+            return out + self.bias.view(1, -1, 1, 1) if self.affine else out
+        return super().forward(x)
+
+
 class ConvUnit(nn.Sequential):
     """One conv unit: ``body`` (a conv, or depthwise + pointwise) -> GroupNorm(32) -> ReLU."""
 
     def __init__(self, body: nn.Module, channels: int) -> None:
         super().__init__(
-            OrderedDict(body=body, norm=nn.GroupNorm(GN_GROUPS, channels), relu=nn.ReLU())
+            OrderedDict(body=body, norm=GroupNorm(GN_GROUPS, channels), relu=nn.ReLU())
         )
 
 

@@ -83,3 +83,32 @@ def test_unknown_op_lists_valid_names_closest_first() -> None:
 def test_unknown_space() -> None:
     with pytest.raises(FadError, match="unknown search space 'relased'; valid: released"):
         space_ops("relased")
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_group_norm_of_one_value_per_group_is_its_bias(train):
+    """A 1x1 P7 of one image on C == 32 channels: torch's GroupNorm refuses it; ours gives bias."""
+    from fad.search_space.ops import GroupNorm
+
+    norm = GroupNorm(32, 32).train(train)
+    with torch.no_grad():
+        norm.bias.copy_(torch.arange(32.0))
+    x = torch.randn(1, 32, 1, 1, requires_grad=True)
+    out = norm(x)
+    assert torch.equal(out, torch.arange(32.0).view(1, 32, 1, 1))
+    out.sum().backward()
+    assert torch.equal(x.grad, torch.zeros_like(x))
+    wide = torch.randn(2, 32, 3, 3)  # otherwise exactly torch's GroupNorm
+    assert torch.equal(norm(wide), torch.nn.functional.group_norm(wide, 32, norm.weight, norm.bias))
+    two = torch.randn(2, 32, 1, 1)  # torch accepts a batch of 2 and also gives the bias
+    reference = torch.nn.functional.group_norm(two, 32, norm.weight, norm.bias)
+    assert torch.allclose(norm(two), reference, atol=1e-4)  # torch: mean rounding, ~1e-5
+
+
+def test_fad_cell_on_a_single_tiny_image_runs():
+    from fad.search_space.cells import FixedCell
+    from fad.search_space.genotype import load_genotypes
+
+    cell = FixedCell(load_genotypes("paper")["box"], (64, 64), 64, 32).eval()
+    x = torch.randn(1, 64, 1, 1)
+    assert cell(x, x).shape == (1, 192, 1, 1)
