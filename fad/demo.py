@@ -174,8 +174,11 @@ def render_markdown(report: dict[str, Any], out: Path) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "## Searched genotype (genotype.log)", "", "```"]
     lines += [report["genotypes"].get("box", ""), report["genotypes"].get("cls", ""), "```", ""]
-    for picture in sorted((out / "search").glob("*.png")):
-        lines.append(f"![{picture.stem}]({picture.relative_to(out)})")
+    plots = out / "search" / "plots"
+    for role in ("box", "cls"):  # the derived cells, then how their alphas moved
+        for picture in (plots / role / "final.png", plots / f"alpha_history_{role}.png"):
+            if picture.is_file():
+                lines.append(f"![{role}: {picture.stem}]({picture.relative_to(out)})")
     lines += ["", "## Predictions (score >= 0.4)", "", "| FCOS | FAD |", "|---|---|"]
     for image in sorted((out / "pictures" / "fcos").glob("*.jpg")):
         rel = image.relative_to(out)

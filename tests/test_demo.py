@@ -20,6 +20,9 @@ def test_demo_runs_the_whole_pipeline(tiny_opts, tmp_path, capsys):
     report = (out / "demo_report.md").read_text()
     assert "| FCOS (standard head) |" in report and "| FAD (searched head) |" in report
     assert "Genotype(normal=[[" in report
+    for role in ("box", "cls"):  # the genotype pictures the report shows exist
+        assert f"(search/plots/alpha_history_{role}.png)" in report
+        assert (out / "search" / "plots" / f"alpha_history_{role}.png").is_file()
     assert (out / "search" / "genotype.log").is_file()
     assert (out / "fad" / "model_final.pth").is_file() and (
         out / "fcos" / "model_final.pth"
