@@ -1,7 +1,7 @@
 """Benchmark one first-order search iteration against one plain FCOS training iteration.
 
 Same backbone, batch and input size (the shapes search config by default): a search iteration
-(``fad.search.searcher.make_search_step``: an alpha step on one batch, then a clipped SGD step
+(``fad.search.searcher.make_search_step``: an alpha step on one batch, then a clipped weight step
 on another) with RepShare and with the naive mixed ops (MODEL.FAD.REPSHARE False), and a training
 iteration of the standard FCOS head (``fad.engine.train.make_train_step``); for reference also
 a training iteration of the RepShare supernet alone (what the alpha step adds). Batches are synthetic
@@ -133,8 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     times = time_variants(args)
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
+    m = load_config(str(CONFIG)).MODEL
     print(
-        f"{CONFIG.name} (R-18 FPN W=128, towers: 1 cell, 3 nodes, C=64), batch {args.batch}, "
+        f"{CONFIG.name} (R-18 FPN W={m.RESNETS.BACKBONE_OUT_CHANNELS}, towers: 1 cell, "
+        f"{m.FAD.NUM_NODES_BOX} nodes, C={m.FAD.NUM_CHANNELS_BOX}), batch {args.batch}, "
         f"{args.size}x{args.size}, on {device} ({torch.get_num_threads()} threads); "
         f"median of {args.repeats} after {args.warmup} warmup"
     )
