@@ -132,6 +132,22 @@ def find_resume_checkpoint(folder: Path) -> tuple[Path, dict[str, Any]] | None:
     return None
 
 
+def load_optimizer_state(
+    optimizer: torch.optim.Optimizer, state: dict[str, Any], source: str
+) -> None:
+    """Load an optimizer's state; one from another kind of optimizer is a FadError naming both."""
+    saved = state.get("param_groups", [{}])[0]
+    own = optimizer.state_dict()["param_groups"][0]
+    if ("betas" in saved) != ("betas" in own):  # Adam(W) groups have betas, SGD's momentum
+        kind = "Adam-like" if "betas" in saved else "SGD"
+        raise FadError(
+            f"{source} holds the state of an {kind} optimizer, not of "
+            f"{type(optimizer).__name__}: resume with the SOLVER.OPTIMIZER it was trained with, "
+            "or pick another OUTPUT_DIR"
+        )
+    optimizer.load_state_dict(state)
+
+
 def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Strict load that reports missing, unexpected and wrong-shape keys in one error."""
     own = model.state_dict()

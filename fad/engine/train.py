@@ -17,6 +17,7 @@ from fad.data.transforms import hflip
 from fad.engine.checkpoint import (
     find_resume_checkpoint,
     load_model_state,
+    load_optimizer_state,
     remove_partial_writes,
     rng_state,
     save_checkpoint,
@@ -132,7 +133,7 @@ def train(
     if resume is not None:
         path, ckpt = resume
         load_model_state(model, ckpt["model"], str(path))
-        optimizer.load_state_dict(ckpt["optimizer"])
+        load_optimizer_state(optimizer, ckpt["optimizer"], str(path))
         scheduler.load_state_dict(ckpt["scheduler"])
         start_iter = int(ckpt["iteration"])
         log.info("resuming from %s at iteration %d", path, start_iter)

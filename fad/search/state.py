@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from yacs.config import CfgNode as CN
 
-from fad.engine.checkpoint import load_model_state, rng_state
+from fad.engine.checkpoint import load_model_state, load_optimizer_state, rng_state
 from fad.search.history import AlphaHistory
 from fad.search_space.towers import alphas, named_alphas
 from fad.solver import build_optimizer, build_scheduler
@@ -71,7 +71,7 @@ class SearchState:
     def load(self, ckpt: dict[str, Any], source: str) -> int:
         """Restore from a checkpoint (RNG states excepted); return its iteration."""
         load_model_state(self.model, ckpt["model"], source)
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        load_optimizer_state(self.optimizer, ckpt["optimizer"], source)
         self.alpha_optimizer.load_state_dict(ckpt["alpha_optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         iteration = int(ckpt["iteration"])

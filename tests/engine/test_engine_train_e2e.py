@@ -11,6 +11,7 @@ from fad.cli import main
 from fad.config import load_config
 from fad.engine.checkpoint import load_checkpoint
 from fad.engine.train import train
+from fad.errors import FadError
 
 
 def _run(shapes_config, opts, *extra):
@@ -51,6 +52,19 @@ def test_resumed_training_is_bit_identical(shapes_config, tiny_opts, tmp_path):
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
     assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
+
+
+def test_resuming_with_another_optimizer_is_a_clear_error(shapes_config, tiny_opts, tmp_path):
+    first = tiny_opts + ["SOLVER.MAX_ITER", "1", "SOLVER.OPTIMIZER", "SGD"]
+    _run(shapes_config, first)
+    with pytest.raises(
+        FadError,
+        match=r"model_final.pth holds the state of an SGD optimizer, "
+        r"not of AdamW: resume with the SOLVER.OPTIMIZER",
+    ):
+        _run(shapes_config, tiny_opts, "SOLVER.MAX_ITER", "2", "SOLVER.OPTIMIZER", "AdamW")
+    cfg, result = _run(shapes_config, first, "SOLVER.MAX_ITER", "2")  # the same optimizer goes on
+    assert result["train"]["iterations"] == 1
 
 
 @pytest.mark.slow

@@ -180,7 +180,9 @@ def test_search_needs_search_towers(tiny_shapes, tmp_path):
 def test_second_order_with_held_out_alpha_images(tiny_shapes, tmp_path):
     out = tmp_path / "out"
     extra = ("SOLVER.SEARCH.FIRST_ORDER", "False", "SOLVER.SEARCH.ALPHA_HOLDOUT", "0.25")
-    with pytest.raises(FadError, match="SOLVER.SEARCH.FIRST_ORDER False needs SOLVER.OPTIMIZER SGD"):
+    with pytest.raises(
+        FadError, match="SOLVER.SEARCH.FIRST_ORDER False needs SOLVER.OPTIMIZER SGD"
+    ):
         _search(tiny_shapes, out, "SOLVER.OPTIMIZER", "AdamW", *extra)
     extra += ("SOLVER.OPTIMIZER", "SGD")  # the second-order step mirrors SGD
     report = _search(tiny_shapes, out, "SOLVER.MAX_ITER", "2", *extra)
