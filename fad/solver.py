@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
+from yacs.config import CfgNode as CN
 
 OPTIMIZERS = ("SGD", "AdamW")
 
@@ -45,7 +46,7 @@ def build_sgd(
 
 
 def build_optimizer(
-    named_params: Iterable[tuple[str, nn.Parameter]], solver_cfg
+    named_params: Iterable[tuple[str, nn.Parameter]], solver_cfg: CN
 ) -> torch.optim.Optimizer:
     """The optimizer SOLVER.OPTIMIZER names, with SOLVER's lr, decay and bias groups.
 
@@ -53,18 +54,11 @@ def build_optimizer(
     decoupled weight decay): AdamW converges much faster from scratch, as in the CPU demo.
     """
     s = solver_cfg
-    if s.OPTIMIZER == "SGD":
-        return build_sgd(
-            named_params,
-            base_lr=s.BASE_LR,
-            momentum=s.MOMENTUM,
-            weight_decay=s.WEIGHT_DECAY,
-            bias_lr_factor=s.BIAS_LR_FACTOR,
-            weight_decay_bias=s.WEIGHT_DECAY_BIAS,
-        )
     groups = _param_groups(
         named_params, s.BASE_LR, s.WEIGHT_DECAY, s.BIAS_LR_FACTOR, s.WEIGHT_DECAY_BIAS
     )
+    if s.OPTIMIZER == "SGD":
+        return torch.optim.SGD(groups, lr=s.BASE_LR, momentum=s.MOMENTUM)
     return torch.optim.AdamW(groups, lr=s.BASE_LR, betas=(s.MOMENTUM, 0.999))
 
 
