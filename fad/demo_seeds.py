@@ -1,11 +1,13 @@
 """`fad demo --seeds 0,1,2`: the demo repeated over seeds, and whether the searched head wins.
 
-Each seed runs the whole demo (search, both trainings, evaluation) into ``OUT/seed_<s>``; a seed
-whose ``demo_report.json`` is already there is read back, not rerun, so a killed study goes on
-where it stopped. The summary gives, per head, the mean and the spread (sample standard deviation,
-min and max) of each AP over the seeds, and the paired difference FAD - FCOS seed by seed: the
-seed fixes the initialisation, the data order and the search, so pairing removes what both heads
-of one seed share.
+Each seed runs the demo (search, both trainings, evaluation) into ``OUT/seed_<s>`` on one
+pretrained backbone (``OUT/backbone``, trained once); a seed whose ``demo_report.json`` is already
+there is read back, not rerun, so a killed study goes on where it stopped. The summary gives, per
+head, the mean and the spread (sample standard deviation, min and max) of each AP over the seeds,
+the paired difference FAD - FCOS seed by seed with its 95 % t interval and the verdict that
+follows from it (the seed fixes the initialisation, the data order and the search, so pairing
+removes what both heads of one seed share), the heads' parameters, FLOPs and latency, and how
+much the seeds' genotypes agree.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fad.demo import AP_KEYS, FAD_ROW, FCOS_ROW, REPORT_JSON, run_demo
+from fad.demo import AP_KEYS, COST_KEYS, FAD_ROW, FCOS_ROW, REPORT_JSON, read_json, run_demo
 from fad.errors import FadError
+from fad.evaluation.stats import paired_interval
 from fad.runtime.atomic import atomic_write_text
+from fad.search.history import genotype_edges
 
 log = logging.getLogger("fad")
 STUDY_JSON = "seed_study.json"
@@ -48,22 +52,52 @@ def _spread(values: Sequence[float]) -> dict[str, float]:
     }
 
 
+def genotype_agreement(genotypes: Sequence[dict[str, str]]) -> dict[str, float | None]:
+    """How much the seeds' genotypes agree, edge by edge (tower, node, op, input): the mean over
+    pairs of seeds of the share of edges they share, and the share every seed has."""
+    edges = [genotype_edges(g) for g in genotypes]
+    if len(edges) < 2:
+        return {"pairwise": None, "all_seeds": None}
+    pairs = [(a, b) for i, a in enumerate(edges) for b in edges[i + 1 :]]
+    return {
+        "pairwise": statistics.fmean(len(a & b) / max(len(a), 1) for a, b in pairs),
+        "all_seeds": len(set.intersection(*edges)) / max(len(edges[0]), 1),
+    }
+
+
 def summarize(reports: dict[int, dict[str, Any]]) -> dict[str, Any]:
-    """Mean and spread per head and metric, and the paired FAD - FCOS differences."""
+    """Mean and spread per head and metric, the paired FAD - FCOS differences with their 95 %
+    interval and verdict, and the genotypes' agreement."""
     seeds = sorted(reports)
-    metrics = (*AP_KEYS, "train_seconds")
+    metrics = (*AP_KEYS, "train_seconds", *COST_KEYS)
     heads = {
-        row: {k: _spread([reports[s]["rows"][row][k] for s in seeds]) for k in metrics}
+        row: {
+            k: _spread([reports[s]["rows"][row][k] for s in seeds])
+            for k in metrics
+            if all(k in reports[s]["rows"][row] for s in seeds)
+        }
         for row in (FCOS_ROW, FAD_ROW)
     }
     diffs = {
         k: [reports[s]["rows"][FAD_ROW][k] - reports[s]["rows"][FCOS_ROW][k] for s in seeds]
         for k in AP_KEYS
     }
+    interval = paired_interval(
+        [reports[s]["rows"][FAD_ROW]["AP"] for s in seeds],
+        [reports[s]["rows"][FCOS_ROW]["AP"] for s in seeds],
+    )
     return {
         "seeds": seeds,
         "heads": heads,
         "fad_minus_fcos": {k: {**_spread(v), "per_seed": v} for k, v in diffs.items()},
+        "ap_interval": {
+            "mean": interval.mean,
+            "low": interval.low,
+            "high": interval.high,
+            "confidence": interval.confidence,
+        },
+        "verdict": interval.verdict("FAD", "FCOS"),
+        "genotype_agreement": genotype_agreement([reports[s]["genotypes"] for s in seeds]),
         "fad_wins_ap": sum(d > 0 for d in diffs["AP"]),
         "search_seconds": _spread([reports[s]["search_seconds"] for s in seeds]),
         "total_seconds": _spread([reports[s]["total_seconds"] for s in seeds]),
@@ -105,13 +139,21 @@ def render_study_markdown(summary: dict[str, Any]) -> str:
     )
     search = summary["search_seconds"]
     total = summary["total_seconds"]
+    agreement = summary.get("genotype_agreement") or {}
+    agree = (
+        f" The seeds' genotypes share {agreement['pairwise']:.0%} of their edges pairwise "
+        f"({agreement['all_seeds']:.0%} common to all seeds)."
+        if agreement.get("pairwise") is not None
+        else ""
+    )
+    lines += ["", f"**{summary['verdict']}**" if "verdict" in summary else ""]
     lines += [
         "",
         f"The searched head has the higher AP in {summary['fad_wins_ap']} of {n} seeds "
         f"(paired AP difference from {diff['AP']['min']:+.3f} to {diff['AP']['max']:+.3f}). "
         f"Search {search['mean'] / 60:.1f} min, whole demo {total['mean'] / 60:.1f} min "
         f"(max {total['max'] / 60:.1f}) per seed; {summary['distinct_genotypes']} distinct "
-        f"genotype pair(s) over {n} searches.",
+        f"genotype pair(s) over {n} searches.{agree}",
         "",
         "| seed | FCOS AP | FAD AP | FAD - FCOS | FCOS AP50 | FAD AP50 |",
         "|---:|---:|---:|---:|---:|---:|",
@@ -122,17 +164,18 @@ def render_study_markdown(summary: dict[str, Any]) -> str:
             f"| {seed} | {fcos['AP']:.3f} | {fad['AP']:.3f} | {fad['AP'] - fcos['AP']:+.3f} "
             f"| {fcos['AP50']:.3f} | {fad['AP50']:.3f} |"
         )
+    costs = [k for k in COST_KEYS if all(k in stats for stats in summary["heads"].values())]
+    if costs:
+        lines += ["", "| head | head params | head GFLOPs | head latency |", "|---|---:|---:|---:|"]
+        for row, stats in summary["heads"].items():
+            lines.append(
+                f"| {row} | {stats['head_params']['mean'] / 1e6:.3f} M "
+                f"| {stats['head_gflops']['mean']:.3f} | {stats['head_latency_ms']['mean']:.1f} ms |"
+            )
     lines += ["", "## Searched genotypes (box, cls)", ""]
     for seed, genotypes in summary["genotypes"].items():
         lines += [f"seed {seed}:", "```", genotypes.get("box", ""), genotypes.get("cls", ""), "```"]
     return "\n".join(lines) + "\n"
-
-
-def _read_report(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def run_seed_study(out_dir: str | Path, opts: Sequence[str], seeds: Sequence[int]) -> dict:
@@ -142,7 +185,7 @@ def run_seed_study(out_dir: str | Path, opts: Sequence[str], seeds: Sequence[int
     reports = {}
     for seed in seeds:
         seed_dir = out / f"seed_{seed}"
-        report = _read_report(seed_dir / REPORT_JSON)
+        report = read_json(seed_dir / REPORT_JSON)
         if report is not None and report.get("opts") != list(opts):
             raise FadError(
                 f"{seed_dir / REPORT_JSON} was made with the overrides {report.get('opts')}, "
@@ -150,7 +193,7 @@ def run_seed_study(out_dir: str | Path, opts: Sequence[str], seeds: Sequence[int
             )
         if report is None:
             log.info("seed study: seed %d -> %s", seed, seed_dir)
-            report = run_demo(seed_dir, opts, seed=seed)
+            report = run_demo(seed_dir, opts, seed=seed, backbone_root=out)
         else:
             log.info("seed study: seed %d already done, reading %s", seed, seed_dir / REPORT_JSON)
         reports[seed] = report

@@ -16,7 +16,8 @@ def test_demo_runs_the_whole_pipeline(tiny_opts, tmp_path, capsys):
     i = opts.index("OUTPUT_DIR")
     del opts[i : i + 2]
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), *opts, "SOLVER.MAX_ITER", "2"]) == 0
+    tiny = ["SOLVER.MAX_ITER", "2", "SOLVER.SEARCH.WARMUP_ITERS", "1"]
+    assert main(["demo", "--out", str(out), *opts, *tiny]) == 0
     report = (out / "demo_report.md").read_text()
     assert "| FCOS (standard head) |" in report and "| FAD (searched head) |" in report
     assert "Genotype(normal=[[" in report

@@ -10,6 +10,9 @@ from fad.cli import main
 from fad.demo import AP_KEYS, FAD_ROW, FCOS_ROW, REPORT_JSON
 from fad.demo_seeds import parse_seeds, render_study_markdown, summarize
 from fad.errors import FadError
+from fad.search_space.genotype import PRESETS
+
+CLS = str(PRESETS["paper"][1])
 
 
 def _report(seed: int, fcos_ap: float, fad_ap: float, opts=()) -> dict:
@@ -22,7 +25,7 @@ def _report(seed: int, fcos_ap: float, fad_ap: float, opts=()) -> dict:
         "rows": {FCOS_ROW: row(fcos_ap), FAD_ROW: row(fad_ap)},
         "search_seconds": 30.0,
         "total_seconds": 600.0 + seed,
-        "genotypes": {"box": f"box{seed % 2}", "cls": "cls"},
+        "genotypes": {"box": str(PRESETS["alt" if seed % 2 else "paper"][0]), "cls": CLS},
     }
 
 
@@ -72,3 +75,24 @@ def test_a_finished_seed_made_with_other_overrides_is_refused(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--seeds", "0", "SOLVER.MAX_ITER", "6"]) != 0
     err = capsys.readouterr().err
     assert "seed_0" in err and "'SOLVER.MAX_ITER', '5'" in err and "another --out" in err
+
+
+def test_the_study_reports_the_paired_interval_and_its_verdict():
+    reports = {s: _report(s, 0.50, 0.50 + d) for s, d in enumerate((0.02, 0.025, 0.03))}
+    summary = summarize(reports)
+    interval = summary["ap_interval"]
+    assert interval["low"] > 0 and interval["mean"] == pytest.approx(0.025)
+    assert "lies above 0, so FAD is better" in summary["verdict"]
+    assert summary["verdict"] in render_study_markdown(summary)
+
+
+def test_genotype_agreement_counts_shared_edges():
+    from fad.demo_seeds import genotype_agreement
+
+    paper = {"box": str(PRESETS["paper"][0]), "cls": str(PRESETS["paper"][1])}
+    alt = {"box": str(PRESETS["alt"][0]), "cls": str(PRESETS["paper"][1])}  # same cls tower
+    agreement = genotype_agreement([paper, paper, alt])
+    # pairs (paper, paper): 12/12; (paper, alt) twice: the 6 cls edges and no box edge in common
+    assert agreement["pairwise"] == pytest.approx((1 + 0.5 + 0.5) / 3)
+    assert agreement["all_seeds"] == pytest.approx(0.5)
+    assert genotype_agreement([paper]) == {"pairwise": None, "all_seeds": None}

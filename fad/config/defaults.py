@@ -28,6 +28,9 @@ _C.MODEL.WEIGHT = ""
 _C.MODEL.BACKBONE = CN()
 _C.MODEL.BACKBONE.CONV_BODY = "R-50-FPN-RETINANET"
 _C.MODEL.BACKBONE.FREEZE_CONV_BODY_AT = 2
+# fad: freeze the FPN too (with FREEZE_CONV_BODY_AT 5 and NORM FrozenBN the whole backbone is a
+# fixed feature extractor, e.g. the demo's pretrained stage)
+_C.MODEL.BACKBONE.FREEZE_FPN = False
 _C.MODEL.BACKBONE.USE_GN = False
 # fad: normalisation in the ResNet: "FrozenBN" (pretrained, as the original), "BN" or "GN" (scratch)
 _C.MODEL.BACKBONE.NORM = "FrozenBN"

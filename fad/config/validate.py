@@ -155,6 +155,11 @@ def validate_config(cfg: CN, *, world_size: int = 1) -> None:
     )
     check_group_norm_width("MODEL.RESNETS.BACKBONE_OUT_CHANNELS", m.RESNETS.BACKBONE_OUT_CHANNELS)
     _check(
+        not m.BACKBONE.FREEZE_FPN or bool(m.WEIGHT),
+        "MODEL.BACKBONE.FREEZE_FPN True freezes a backbone that MODEL.WEIGHT leaves random: give "
+        "pretrained weights (e.g. the demo's stage-0 model_final.pth) or set it False",
+    )
+    _check(
         m.FCOS.NUM_CLASSES >= 2, f"MODEL.FCOS.NUM_CLASSES must be >= 2, got {m.FCOS.NUM_CLASSES}"
     )
     _check(

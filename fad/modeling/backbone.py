@@ -84,19 +84,24 @@ def build_resnet_fpn(
     out_channels: int = 256,
     norm: str = "FrozenBN",
     freeze_at: int = 2,
+    freeze_fpn: bool = False,
 ) -> BackboneWithFPN:
     """ResNet body + FPN on C3-C5 + P6/P7 computed from P5 (FCOS, `USE_C5 False`).
 
     Output: an OrderedDict of 5 maps ('0','1','2','p6','p7') at strides 8..128, `out_channels` each.
+    `freeze_fpn` also freezes the FPN (with `freeze_at` 5 and FrozenBN: a fixed feature extractor).
     """
     body = build_resnet(depth, groups, width_per_group, norm)
     freeze_stages(body, freeze_at)
     expansion = 4 if depth >= 50 else 1
     in_channels = [64 * expansion * 2, 64 * expansion * 4, 64 * expansion * 8]
-    return BackboneWithFPN(
+    backbone = BackboneWithFPN(
         body,
         return_layers={"layer2": "0", "layer3": "1", "layer4": "2"},
         in_channels_list=in_channels,
         out_channels=out_channels,
         extra_blocks=LastLevelP6P7(out_channels, out_channels),
     )
+    if freeze_fpn:
+        backbone.fpn.requires_grad_(False)
+    return backbone

@@ -126,9 +126,10 @@ def build_detector(
         out_channels=cfg.MODEL.RESNETS.BACKBONE_OUT_CHANNELS,
         norm=norm,
         freeze_at=cfg.MODEL.BACKBONE.FREEZE_CONV_BODY_AT,
+        freeze_fpn=cfg.MODEL.BACKBONE.FREEZE_FPN,
     )
     if load_weights:
-        load_pretrained_backbone(backbone.body, cfg.MODEL.WEIGHT, arch)
+        load_pretrained_backbone(backbone, cfg.MODEL.WEIGHT, arch)
     box_tower, cls_tower = build_towers(tower_spec(cfg, genotypes))
     head = FCOSTowerHead(
         box_tower,

@@ -83,10 +83,17 @@ def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def load_pretrained_backbone(body: nn.Module, weight: str, arch: tuple[int, int, int]) -> None:
-    """Load pretrained (ImageNet or any) weights into the ResNet body; mismatches are logged."""
+def load_pretrained_backbone(backbone: nn.Module, weight: str, arch: tuple[int, int, int]) -> None:
+    """Load pretrained weights; mismatches are logged.
+
+    `backbone` is a `BackboneWithFPN` (or a bare ResNet body). A fad checkpoint gives its whole
+    backbone, ResNet body and FPN (the demo's pretrained stage); ImageNet weights, a URL or a
+    ResNet state dict give the body.
+    """
     if not weight:
         return
+    body = getattr(backbone, "body", backbone)
+    target, whole = body, False
     if is_local_file(weight):
         if Path(weight).suffix == ".pkl":
             raise FadError(
@@ -94,8 +101,10 @@ def load_pretrained_backbone(body: nn.Module, weight: str, arch: tuple[int, int,
                 "torchvision weights (e.g. ResNet50_Weights.IMAGENET1K_V1) or a .pth state dict"
             )
         state = read_tensor_file(Path(weight), "MODEL.WEIGHT")
-        if is_checkpoint(state):  # a fad checkpoint: take its backbone's ResNet body only
-            state = {k: v for k, v in state["model"].items() if k.startswith("backbone.body.")}
+        if is_checkpoint(state):  # a fad checkpoint: its backbone, body and FPN
+            prefix = "backbone." if target is not backbone else "backbone.body."
+            state = {k[len(prefix) :]: v for k, v in state["model"].items() if k.startswith(prefix)}
+            target, whole = backbone, True
         if not isinstance(state, dict):
             raise FadError(f"MODEL.WEIGHT {weight}: not a state dict")
         source = weight
@@ -115,12 +124,13 @@ def load_pretrained_backbone(body: nn.Module, weight: str, arch: tuple[int, int,
     else:
         weights = resolve_torchvision_weights(weight, arch)
         state, source = fetch_torchvision_state_dict(weights), str(weights)
-    state = {k: v for k, v in _strip_prefixes(state).items() if not k.startswith("fc.")}
-    own = body.state_dict()
+    if not whole:
+        state = {k: v for k, v in _strip_prefixes(state).items() if not k.startswith("fc.")}
+    own = target.state_dict()
     shape_mismatch = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
     for key in shape_mismatch:
         state.pop(key)
-    result = body.load_state_dict(state, strict=False)
+    result = target.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
     if missing or result.unexpected_keys or shape_mismatch:
         log.warning(

@@ -30,6 +30,12 @@ TINY = [
     "SOLVER.WARMUP_ITERS", "2",
     "SOLVER.CHECKPOINT_PERIOD", "1",
     "DATALOADER.NUM_WORKERS", "0",
+    # the config searches on a pretrained, frozen backbone; the tests start from scratch
+    "MODEL.WEIGHT", "",
+    "MODEL.BACKBONE.NORM", "BN",
+    "MODEL.BACKBONE.FREEZE_CONV_BODY_AT", "0",
+    "MODEL.BACKBONE.FREEZE_FPN", "False",
+    "SOLVER.SEARCH.WARMUP_ITERS", "0",
 ]  # fmt: skip
 
 

@@ -37,6 +37,12 @@ TINY = [
     "SOLVER.MAX_ITER", "3",
     "SOLVER.CHECKPOINT_PERIOD", "2",
     "DATALOADER.NUM_WORKERS", "0",
+    # the config searches on a pretrained, frozen backbone; the tests start from scratch
+    "MODEL.WEIGHT", "",
+    "MODEL.BACKBONE.NORM", "BN",
+    "MODEL.BACKBONE.FREEZE_CONV_BODY_AT", "0",
+    "MODEL.BACKBONE.FREEZE_FPN", "False",
+    "SOLVER.SEARCH.WARMUP_ITERS", "0",
 ]  # fmt: skip
 
 
