@@ -40,6 +40,18 @@ def _fad_logs_reach_caplog(monkeypatch):
     monkeypatch.setattr(logging.getLogger("fad"), "propagate", True)
 
 
+@pytest.fixture
+def single_thread():
+    """One torch thread: tiny models run faster so than with OpenMP threads fighting over busy
+    cores (`pytestmark = pytest.mark.usefixtures("single_thread")` in a test module)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_shapes(tmp_path_factory) -> dict[str, str]:
     """A shapes set of 12 train / 6 val images of 96-128 px; dataset names in '@' syntax."""

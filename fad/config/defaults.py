@@ -53,8 +53,50 @@ _C.MODEL.FPN = CN()
 _C.MODEL.FPN.USE_GN = False
 _C.MODEL.FPN.USE_RELU = False
 
+# RetinaNet (MODEL.RETINANET_ON True, MODEL.FCOS_ON False): the original's keys and defaults
 _C.MODEL.RETINANET = CN()
+_C.MODEL.RETINANET.NUM_CLASSES = 81  # as the original: object classes + 1 (background)
+_C.MODEL.RETINANET.ANCHOR_SIZES = (32, 64, 128, 256, 512)  # one per level, P3-P7
+_C.MODEL.RETINANET.ASPECT_RATIOS = (0.5, 1.0, 2.0)  # height / width
+_C.MODEL.RETINANET.ANCHOR_STRIDES = (8, 16, 32, 64, 128)
+_C.MODEL.RETINANET.STRADDLE_THRESH = 0  # the original's RetinaNet never discards anchors by it
+_C.MODEL.RETINANET.OCTAVE = 2.0
+_C.MODEL.RETINANET.SCALES_PER_OCTAVE = 3
+# P6 from C5 (True) or P5 (False), for either detector. The original's default is True, and every
+# FCOS config sets False; fad's default is False, the RetinaNet configs set True.
 _C.MODEL.RETINANET.USE_C5 = False
+_C.MODEL.RETINANET.NUM_CONVS = 4
+_C.MODEL.RETINANET.BBOX_REG_WEIGHT = 4.0  # the box loss is divided by #positives x this
+_C.MODEL.RETINANET.BBOX_REG_BETA = 0.11  # smooth L1 beta
+_C.MODEL.RETINANET.PRE_NMS_TOP_N = 1000  # per level
+_C.MODEL.RETINANET.FG_IOU_THRESHOLD = 0.5
+_C.MODEL.RETINANET.BG_IOU_THRESHOLD = 0.4
+_C.MODEL.RETINANET.LOSS_ALPHA = 0.25
+_C.MODEL.RETINANET.LOSS_GAMMA = 2.0
+_C.MODEL.RETINANET.PRIOR_PROB = 0.01
+_C.MODEL.RETINANET.INFERENCE_TH = 0.05
+_C.MODEL.RETINANET.NMS_TH = 0.4
+
+# Keys of the original's two-stage parts that its RetinaNet configs set; fad accepts and ignores
+# them (RPN_ONLY: no ROI heads), with the original's defaults.
+_C.MODEL.RPN = CN()
+_C.MODEL.RPN.USE_FPN = False
+_C.MODEL.RPN.ANCHOR_STRIDE = (16,)
+_C.MODEL.RPN.FG_IOU_THRESHOLD = 0.7
+_C.MODEL.RPN.BG_IOU_THRESHOLD = 0.3
+_C.MODEL.RPN.PRE_NMS_TOP_N_TRAIN = 12000
+_C.MODEL.RPN.PRE_NMS_TOP_N_TEST = 6000
+_C.MODEL.RPN.POST_NMS_TOP_N_TEST = 1000
+_C.MODEL.RPN.FPN_POST_NMS_TOP_N_TEST = 2000
+_C.MODEL.ROI_HEADS = CN()
+_C.MODEL.ROI_HEADS.USE_FPN = False
+_C.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 512
+_C.MODEL.ROI_BOX_HEAD = CN()
+_C.MODEL.ROI_BOX_HEAD.FEATURE_EXTRACTOR = "ResNet50Conv5ROIFeatureExtractor"
+_C.MODEL.ROI_BOX_HEAD.PREDICTOR = "FastRCNNPredictor"
+_C.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION = 14
+_C.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO = 0
+_C.MODEL.ROI_BOX_HEAD.POOLER_SCALES = (1.0 / 16,)
 
 _C.MODEL.FCOS = CN()
 _C.MODEL.FCOS.NUM_CLASSES = 81  # as the original: object classes + 1 (background)
@@ -148,12 +190,12 @@ _C.OUTPUT_DIR = "."
 _C.PATHS_CATALOG = ""
 _C.SEED = 0  # fad: seeds Python, NumPy and torch (per rank in distributed runs)
 
-# Keys of the original that configure parts fad does not have (masks, DCN, caffe2 specifics).
+# Keys of the original that configure parts fad does not have (masks, DCN, caffe2 specifics,
+# the two-stage RPN / ROI heads: a section name stands for all its keys).
 INERT_KEYS = frozenset(
     {
         "MODEL.META_ARCHITECTURE",
         "MODEL.RPN_ONLY",
-        "MODEL.RETINANET_ON",
         "MODEL.MASK_ON",
         "MODEL.KEYPOINT_ON",
         "MODEL.CLS_AGNOSTIC_BBOX_REG",
@@ -163,7 +205,10 @@ INERT_KEYS = frozenset(
         "MODEL.RESNETS.STAGE_WITH_DCN",
         "MODEL.RESNETS.WITH_MODULATED_DCN",
         "MODEL.RESNETS.DEFORMABLE_GROUPS",
-        "MODEL.RETINANET.USE_C5",
+        "MODEL.RETINANET.STRADDLE_THRESH",
+        "MODEL.RPN",
+        "MODEL.ROI_HEADS",
+        "MODEL.ROI_BOX_HEAD",
         "MODEL.FAD.PLOT",
         "TEST.EXPECTED_RESULTS",
         "TEST.EXPECTED_RESULTS_SIGMA_TOL",

@@ -2,7 +2,8 @@
 
 The constraints are the components' own: the backbones and norms of `fad.modeling.backbone`, the
 op spaces and GroupNorm widths of `fad.search_space.ops`, the optimizers and warmups of
-`fad.solver`, the IoU losses of `fad.modeling.loss`; this module only names the keys.
+`fad.solver`, the IoU losses of `fad.modeling.loss`, the detectors of `fad.modeling.build`; this
+module only names the keys.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from yacs.config import CfgNode as CN
 
 from fad.errors import FadError
 from fad.modeling.backbone import FPN_STRIDES, NORMS, conv_body_depth
+from fad.modeling.build import detector_name
 from fad.modeling.loss import IOU_LOSS_TYPES
 from fad.search_space.ops import SPACES, check_group_norm_width
 from fad.solver import OPTIMIZERS, WARMUP_METHODS
@@ -18,12 +20,10 @@ from fad.solver import OPTIMIZERS, WARMUP_METHODS
 # Keys of the original for parts fad does not have: accepted only at the value that means "off"
 # (key -> (accepted value, what another value would need)).
 UNSUPPORTED_VALUES: dict[str, tuple[object, str]] = {
-    "MODEL.RETINANET_ON": (False, "fad has no RetinaNet yet"),
-    "MODEL.FCOS_ON": (True, "fad's detector is FCOS"),
     "MODEL.RPN_ONLY": (True, "fad's detectors are one-stage"),
     "MODEL.MASK_ON": (False, "fad has no mask head"),
     "MODEL.KEYPOINT_ON": (False, "fad has no keypoint head"),
-    "MODEL.CLS_AGNOSTIC_BBOX_REG": (False, "FCOS regresses one box per location"),
+    "MODEL.CLS_AGNOSTIC_BBOX_REG": (False, "fad's detectors regress one box per anchor"),
     "MODEL.RESNETS.RES5_DILATION": (1, "fad's ResNets have no dilated res5"),
     "MODEL.RESNETS.STEM_OUT_CHANNELS": (64, "torchvision's ResNet stems have 64 channels"),
     "MODEL.RESNETS.STAGE_WITH_DCN": (
@@ -177,6 +177,8 @@ def validate_config(cfg: CN, *, world_size: int = 1) -> None:
         "MODEL.FCOS.CENTER_SAMPLING_RADIUS must be >= 0 (0: no centre sampling), "
         f"got {m.FCOS.CENTER_SAMPLING_RADIUS}",
     )
+    _check_retinanet(m.RETINANET)
+    detector_name(cfg)
     for tower in ("BOX", "CLS"):
         for field in ("NUM_CELLS", "NUM_NODES"):
             key = f"{field}_{tower}"
@@ -187,3 +189,38 @@ def validate_config(cfg: CN, *, world_size: int = 1) -> None:
         m.FAD.SPACE in SPACES,
         f"MODEL.FAD.SPACE must be one of {tuple(SPACES)}, got {m.FAD.SPACE!r}",
     )
+
+
+def _check_retinanet(r: CN) -> None:
+    """MODEL.RETINANET.*: anchors on P3-P7, thresholds and loss parameters in range."""
+    key = "MODEL.RETINANET"
+    _check(r.NUM_CLASSES >= 2, f"{key}.NUM_CLASSES must be >= 2, got {r.NUM_CLASSES}")
+    _check(
+        tuple(r.ANCHOR_STRIDES) == FPN_STRIDES,
+        f"{key}.ANCHOR_STRIDES must be {FPN_STRIDES} (P3-P7), got {tuple(r.ANCHOR_STRIDES)}",
+    )
+    _check(
+        len(r.ANCHOR_SIZES) == len(FPN_STRIDES) and min(r.ANCHOR_SIZES) > 0,
+        f"{key}.ANCHOR_SIZES needs {len(FPN_STRIDES)} sizes > 0 (one per level P3-P7), "
+        f"got {tuple(r.ANCHOR_SIZES)}",
+    )
+    _check(
+        len(r.ASPECT_RATIOS) > 0 and min(r.ASPECT_RATIOS) > 0,
+        f"{key}.ASPECT_RATIOS needs ratios > 0, got {tuple(r.ASPECT_RATIOS)}",
+    )
+    _check(r.OCTAVE > 0, f"{key}.OCTAVE must be > 0, got {r.OCTAVE}")
+    _check(r.SCALES_PER_OCTAVE >= 1, f"{key}.SCALES_PER_OCTAVE must be >= 1")
+    _check(r.NUM_CONVS >= 1, f"{key}.NUM_CONVS must be >= 1")
+    _check(
+        0 <= r.BG_IOU_THRESHOLD <= r.FG_IOU_THRESHOLD <= 1,
+        f"{key}.BG_IOU_THRESHOLD ({r.BG_IOU_THRESHOLD}) <= FG_IOU_THRESHOLD "
+        f"({r.FG_IOU_THRESHOLD}), both in [0, 1]",
+    )
+    _check(0 < r.PRIOR_PROB < 1, f"{key}.PRIOR_PROB must be in (0, 1)")
+    _check(0 <= r.LOSS_ALPHA <= 1, f"{key}.LOSS_ALPHA must be in [0, 1]")
+    _check(r.LOSS_GAMMA >= 0, f"{key}.LOSS_GAMMA must be >= 0")
+    _check(r.BBOX_REG_BETA >= 0, f"{key}.BBOX_REG_BETA must be >= 0 (0: L1)")
+    _check(r.BBOX_REG_WEIGHT > 0, f"{key}.BBOX_REG_WEIGHT must be > 0")
+    _check(0 < r.NMS_TH <= 1, f"{key}.NMS_TH must be in (0, 1]")
+    _check(0 <= r.INFERENCE_TH < 1, f"{key}.INFERENCE_TH must be in [0, 1)")
+    _check(r.PRE_NMS_TOP_N >= 1, f"{key}.PRE_NMS_TOP_N must be >= 1")

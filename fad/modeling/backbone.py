@@ -1,4 +1,4 @@
-"""ResNet / ResNeXt + FPN (P3-P7, P6 and P7 from P5) from torchvision's building blocks."""
+"""ResNet / ResNeXt + FPN (P3-P7, P6 and P7 from P5 or C5) from torchvision's building blocks."""
 
 from __future__ import annotations
 
@@ -85,8 +85,10 @@ def build_resnet_fpn(
     norm: str = "FrozenBN",
     freeze_at: int = 2,
     freeze_fpn: bool = False,
+    use_c5: bool = False,
 ) -> BackboneWithFPN:
-    """ResNet body + FPN on C3-C5 + P6/P7 computed from P5 (FCOS, `USE_C5 False`).
+    """ResNet body + FPN on C3-C5 + P6/P7 computed from P5 (FCOS, `USE_C5 False`) or from C5
+    (RetinaNet, `MODEL.RETINANET.USE_C5 True`).
 
     Output: an OrderedDict of 5 maps ('0','1','2','p6','p7') at strides 8..128, `out_channels` each.
     `freeze_fpn` also freezes the FPN (with `freeze_at` 5 and FrozenBN: a fixed feature extractor).
@@ -95,12 +97,14 @@ def build_resnet_fpn(
     freeze_stages(body, freeze_at)
     expansion = 4 if depth >= 50 else 1
     in_channels = [64 * expansion * 2, 64 * expansion * 4, 64 * expansion * 8]
+    p6p7 = LastLevelP6P7(in_channels[-1] if use_c5 else out_channels, out_channels)
+    p6p7.use_P5 = not use_c5  # torchvision guesses it from the widths, which may coincide
     backbone = BackboneWithFPN(
         body,
         return_layers={"layer2": "0", "layer3": "1", "layer4": "2"},
         in_channels_list=in_channels,
         out_channels=out_channels,
-        extra_blocks=LastLevelP6P7(out_channels, out_channels),
+        extra_blocks=p6p7,
     )
     if freeze_fpn:
         backbone.fpn.requires_grad_(False)

@@ -19,6 +19,15 @@ class Scale(nn.Module):
         return x * self.scale
 
 
+def init_predictors(cls_logits: nn.Conv2d, *others: nn.Conv2d, prior_prob: float) -> None:
+    """The predictors' init of FCOS and RetinaNet: weights N(0, 0.01), biases 0, except the class
+    logits' bias, -log((1 - p) / p), so that every class starts at probability `prior_prob`."""
+    for layer in (cls_logits, *others):
+        nn.init.normal_(layer.weight, std=0.01)
+        nn.init.constant_(layer.bias, 0.0)
+    nn.init.constant_(cls_logits.bias, -math.log((1 - prior_prob) / prior_prob))
+
+
 def _flatten(x: Tensor) -> Tensor:
     """[N, C, H, W] -> [N, H*W, C]"""
     n, c, h, w = x.shape
@@ -62,10 +71,7 @@ class FCOSTowerHead(nn.Module):
         self.bbox_pred = nn.Conv2d(in_channels, 4, 3, padding=1)
         self.centerness = nn.Conv2d(in_channels, 1, 3, padding=1)
         self.scales = nn.ModuleList(Scale() for _ in range(num_levels))
-        for layer in (self.cls_logits, self.bbox_pred, self.centerness):
-            nn.init.normal_(layer.weight, std=0.01)
-            nn.init.constant_(layer.bias, 0.0)
-        nn.init.constant_(self.cls_logits.bias, -math.log((1 - prior_prob) / prior_prob))
+        init_predictors(self.cls_logits, self.bbox_pred, self.centerness, prior_prob=prior_prob)
 
     def forward(self, features: list[Tensor]) -> dict[str, Tensor]:
         """FPN levels -> `cls_logits` [N, HW, K], `bbox_regression` [N, HW, 4] (ltrb distances,

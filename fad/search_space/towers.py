@@ -1,10 +1,11 @@
-"""Towers for the FCOS head -- the one seam between search and detection.
+"""Towers for the FCOS and RetinaNet heads -- the one seam between search and detection.
 
 Every tower maps one FPN level [N, W, H, W'] to [N, W, H, W']; the head calls
 ``box = box_tower(F)`` then ``cls = cls_tower(F, box)`` on each level (weights shared across
 levels). Three kinds, chosen when the tower is built (never by a flag in ``forward``):
 
-- ``StandardTower``: FCOS's NUM_CONVS x (3x3 conv -> GroupNorm -> ReLU).
+- ``StandardTower``: NUM_CONVS x (3x3 conv -> GroupNorm -> ReLU) as FCOS, or (3x3 conv -> ReLU)
+  as RetinaNet (``TowerSpec.standard_norm``).
 - ``FixedTower``: the stacked cells of a genotype, then a 1x1 "reduce" conv back to W.
 - ``SearchTower``: stacked search cells sharing one set of alphas, then the reduce conv.
 
@@ -65,6 +66,8 @@ class TowerSpec:
     cls: CellTowerSpec = field(default_factory=CellTowerSpec)
     repshare: bool = True
     space: str = "released"
+    standard_norm: bool = True  # GroupNorm in the standard towers (FCOS); False: RetinaNet's
+    head_init_reduce: tuple[str, ...] = ("cls",)  # roles whose reduce conv gets N(0, 0.01)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -72,6 +75,9 @@ class TowerSpec:
         space_ops(self.space)
         _check_positive("TowerSpec.num_convs", self.num_convs)
         check_group_norm_width("TowerSpec.channels", self.channels)
+        for role in self.head_init_reduce:
+            if role not in ROLES:
+                raise unknown_name_error("TowerSpec.head_init_reduce role", role, ROLES)
         for role in ROLES:
             tower: CellTowerSpec = getattr(self, role)
             if self.mode == "standard" or not tower.enabled:
@@ -93,7 +99,7 @@ def _check_positive(name: str, value: int) -> None:
 
 
 def _init_normal(module: nn.Module) -> None:
-    """FCOS head init: every conv's weight ~ N(0, 0.01), bias 0."""
+    """The head init of FCOS and RetinaNet: every conv's weight ~ N(0, 0.01), bias 0."""
     for layer in module.modules():
         if isinstance(layer, nn.Conv2d):
             nn.init.normal_(layer.weight, std=HEAD_INIT_STD)
@@ -110,18 +116,25 @@ class Tower(nn.Module):
         raise NotImplementedError
 
 
-class StandardTower(Tower):
-    """FCOS's tower: ``num_convs`` x (3x3 conv -> GN -> ReLU); ignores ``box_feature``."""
+def _conv_relu(channels: int) -> nn.Sequential:
+    """RetinaNet's tower unit: 3x3 conv -> ReLU (no normalisation)."""
+    return nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU())
 
-    def __init__(self, channels: int, num_convs: int) -> None:
+
+class StandardTower(Tower):
+    """``num_convs`` x (3x3 conv -> GN -> ReLU) as FCOS, or (3x3 conv -> ReLU) as RetinaNet when
+    ``norm`` is False; weights N(0, 0.01), bias 0 in both; ignores ``box_feature``."""
+
+    def __init__(self, channels: int, num_convs: int, norm: bool = True) -> None:
         super().__init__()
         self.out_channels = channels
-        self.layers = nn.Sequential(
-            *(
-                ConvUnit(nn.Conv2d(channels, channels, 3, padding=1), channels)
-                for _ in range(num_convs)
-            )
-        )
+
+        def unit() -> nn.Module:
+            if norm:
+                return ConvUnit(nn.Conv2d(channels, channels, 3, padding=1), channels)
+            return _conv_relu(channels)
+
+        self.layers = nn.Sequential(*(unit() for _ in range(num_convs)))
         _init_normal(self.layers)
 
     def forward(self, feature: Tensor, box_feature: Tensor | None = None) -> Tensor:
@@ -141,17 +154,20 @@ def _run_cells(
 class CellTower(Tower):
     """Stacked cells and the 1x1 reduce conv (num_nodes * W -> W) of a FAD tower.
 
-    ``role`` ("box" or "cls") names the tower; as the original, the cls reduce conv gets the
-    FCOS head init (N(0, 0.01), bias 0) and the box reduce conv keeps PyTorch's default init.
+    ``role`` ("box" or "cls") names the tower. ``head_init`` gives the reduce conv the head init
+    (N(0, 0.01), bias 0), else it keeps PyTorch's default init: as the original, FCOS inits only
+    the cls reduce conv so, RetinaNet both.
     """
 
-    def __init__(self, role: str, cells: list[nn.Module], channels: int) -> None:
+    def __init__(
+        self, role: str, cells: list[nn.Module], channels: int, head_init: bool = False
+    ) -> None:
         super().__init__()
         self.role = role
         self.out_channels = channels
         self.cells = nn.ModuleList(cells)
         self.reduce = nn.Conv2d(cells[-1].out_channels, channels, 1)
-        if role == "cls":
+        if head_init:
             _init_normal(self.reduce)
 
     def forward_cells(self, feature: Tensor, box_feature: Tensor | None = None) -> Tensor:
@@ -173,9 +189,14 @@ class SearchTower(CellTower):
     """Search cells sharing this tower's alphas: one [2 + k, n_ops] parameter per node k."""
 
     def __init__(
-        self, role: str, cells: list[nn.Module], channels: int, op_names: tuple[str, ...]
+        self,
+        role: str,
+        cells: list[nn.Module],
+        channels: int,
+        op_names: tuple[str, ...],
+        head_init: bool = False,
     ) -> None:
-        super().__init__(role, cells, channels)
+        super().__init__(role, cells, channels, head_init)
         self.op_names = op_names
         num_nodes = len(cells[0].nodes)
         self.alphas = nn.ParameterList(
@@ -209,10 +230,11 @@ def build_tower(spec: TowerSpec, role: str) -> Tower:
     """The ``role`` ("box" or "cls") tower of ``spec``."""
     tower: CellTowerSpec = getattr(spec, role)
     if spec.mode == "standard" or not tower.enabled:
-        return StandardTower(spec.channels, spec.num_convs)
+        return StandardTower(spec.channels, spec.num_convs, spec.standard_norm)
+    head_init = role in spec.head_init_reduce
     if spec.mode == "genotype":
         make = functools.partial(FixedCell, tower.genotype, edge_channels=tower.edge_channels)
-        return FixedTower(role, _cells(spec, tower, make), spec.channels)
+        return FixedTower(role, _cells(spec, tower, make), spec.channels, head_init)
     op_names = space_ops(spec.space)
     make = functools.partial(
         SearchCell,
@@ -221,7 +243,7 @@ def build_tower(spec: TowerSpec, role: str) -> Tower:
         op_names=op_names,
         repshare=spec.repshare,
     )
-    return SearchTower(role, _cells(spec, tower, make), spec.channels, op_names)
+    return SearchTower(role, _cells(spec, tower, make), spec.channels, op_names, head_init)
 
 
 def build_towers(spec: TowerSpec) -> tuple[Tower, Tower]:

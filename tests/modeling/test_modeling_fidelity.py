@@ -180,7 +180,6 @@ def test_plain_fcos_options_change_the_head_and_train(shapes_config):
 @pytest.mark.parametrize(
     "key, value",
     [
-        ("MODEL.RETINANET_ON", "True"),
         ("MODEL.MASK_ON", "True"),
         ("MODEL.FCOS.USE_DCN_IN_TOWER", "True"),
         ("MODEL.RESNETS.STAGE_WITH_DCN", "(False, True, True, True)"),
