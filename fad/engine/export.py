@@ -89,7 +89,7 @@ def check_destination(weights: Path, out: Path, fmt: str) -> None:
 
 
 def sample_images(
-    size: tuple[int, int], paths: Sequence[Path] = (), count: int = 3
+    size: tuple[int, int], paths: Sequence[Path] = (), count: int = 2
 ) -> list[Tensor]:
     """Images of `size` to check an export on: `paths` resized, else rendered shapes scenes,
     plus a plain grey image (which usually gives no detection)."""
@@ -114,7 +114,9 @@ def to_bytes(traced: torch.jit.ScriptModule, image: Tensor, meta: ExportMeta) ->
     """The file's contents: the TorchScript archive, or the ONNX model with `meta` inside."""
     buffer = io.BytesIO()
     if meta.format == "torchscript":
-        torch.jit.save(traced, buffer, _extra_files=torchscript_extra_files(meta))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated
+            torch.jit.save(traced, buffer, _extra_files=torchscript_extra_files(meta))
         return buffer.getvalue()
     try:
         import onnx

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,7 +117,9 @@ class ExportedDetector:
             return cls._onnx(data, source)
         extra = {META_FILE: ""}
         try:
-            module = torch.jit.load(io.BytesIO(data), map_location="cpu", _extra_files=extra)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated
+                module = torch.jit.load(io.BytesIO(data), map_location="cpu", _extra_files=extra)
         except RuntimeError as exc:
             raise FadError(f"{source} is not a TorchScript file: {first_line(exc)}") from None
         if not extra[META_FILE]:
@@ -165,7 +168,11 @@ class ExportedDetector:
             )
         return self._run(image.detach().to("cpu", torch.float32).contiguous())
 
-    def __call__(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
+    def __call__(
+        self, images: list[Tensor], *, category_ids: bool = True
+    ) -> list[dict[str, Tensor]]:
+        """Detections per image; `category_ids=False` gives labels 1..K (the K classes' order)."""
+        lookup = {c: k for k, c in enumerate(self.meta.category_ids, start=1)}
         detections = []
         for image in images:
             size = tuple(image.shape[-2:])
@@ -176,6 +183,8 @@ class ExportedDetector:
             boxes, scores, labels = self.run(image)
             if size != self.meta.size:
                 boxes = resize_boxes(boxes, list(self.meta.size), list(size))
+            if not category_ids:
+                labels = torch.tensor([lookup[c] for c in labels.tolist()], dtype=torch.int64)
             detections.append({"boxes": boxes, "scores": scores, "labels": labels})
         return detections
 

@@ -43,6 +43,7 @@ class CategoryDetector(nn.Module):
         self.class_names = list(class_names)
         self.category_ids = [int(c) for c in category_ids]
         self.register_buffer("label_ids", torch.tensor([0, *self.category_ids]), persistent=False)
+        self.eval()
 
     def train(self, mode: bool = True) -> CategoryDetector:
         """Stays in eval mode: this is an inference module (train the detector with `fad train`)."""
