@@ -2,9 +2,10 @@
 
 The detector is traced once, as `FixedSizeDetector` (one image of a fixed size, see
 `fad.modeling.deploy`), with `torch.jit.trace`; the trace is the TorchScript file, or is converted
-to ONNX (opset 18, with onnxruntime's NonMaxSuppression). The fixed size makes every shape but the
-number of candidates a constant, so the resize, padding and location grid are exactly the eager
-detector's; a dynamic size would have to redo the resize's rounding in the graph.
+to ONNX (opset 18, ONNX's NonMaxSuppression) by the TorchScript-based exporter, which converts
+this graph in seconds where the `torch.export`-based one took minutes. The fixed size makes every
+shape but the number of candidates a constant, so the resize, padding and location grid are
+exactly the eager detector's; a dynamic size would have to redo the resize's rounding in the graph.
 
 The file is built in memory, read back through `ExportedDetector` (onnxruntime for ONNX) and run
 on sample images next to the PyTorch detector; only when every image gives the same detections
@@ -19,6 +20,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib.util import find_spec
 from pathlib import Path
 
 import torch
@@ -35,6 +37,7 @@ from fad.engine.exported import (
     OUTPUT_NAMES,
     ExportedDetector,
     ExportMeta,
+    first_line,
     torchscript_extra_files,
 )
 from fad.engine.trained import TrainedModel
@@ -86,6 +89,11 @@ def check_destination(weights: Path, out: Path, fmt: str) -> None:
         raise FadError(f"--out {out} is the weights file itself; choose another name")
     if out.is_dir():
         raise FadError(f"--out {out} is a folder; give a file name")
+    missing = [m for m in ("onnx", "onnxruntime") if fmt == "onnx" and not find_spec(m)]
+    if missing:
+        raise FadError(
+            f"exporting to ONNX needs {' and '.join(missing)}: pip install 'fad[export]'"
+        )
 
 
 def sample_images(
@@ -118,12 +126,8 @@ def to_bytes(traced: torch.jit.ScriptModule, image: Tensor, meta: ExportMeta) ->
             warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated
             torch.jit.save(traced, buffer, _extra_files=torchscript_extra_files(meta))
         return buffer.getvalue()
-    try:
-        import onnx
-    except ImportError:
-        raise FadError(
-            "exporting to ONNX needs onnx and onnxruntime: pip install 'fad[export]'"
-        ) from None
+    import onnx
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -198,8 +202,11 @@ def export_detector(
         genotypes={role: str(g) for role, g in trained.genotypes.items()},
         fad_version=__version__,
     )
-    traced = trace(FixedSizeDetector(detector, meta.category_ids, size), samples[0])
-    data = to_bytes(traced, samples[0], meta)
+    try:
+        traced = trace(FixedSizeDetector(detector, meta.category_ids, size), samples[0])
+        data = to_bytes(traced, samples[0], meta)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise FadError(f"cannot export {weights} to {fmt}: {first_line(exc)}") from None
     exported = ExportedDetector.from_bytes(data, fmt, f"the {fmt} export of {weights}")
     reference = CategoryDetector(detector, meta.class_names, meta.category_ids)
     worst, count = [0.0, 0.0], 0

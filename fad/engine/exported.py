@@ -162,6 +162,8 @@ class ExportedDetector:
     def run(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The graph on one image of exactly the export size: (boxes, scores, labels)."""
         expected = (3, *self.meta.size)
+        if not image.is_floating_point():
+            raise FadError(f"{self.source} takes float images in [0, 1], got {image.dtype}")
         if tuple(image.shape) != expected:
             raise FadError(
                 f"{self.source} takes images of shape {list(expected)}, got {list(image.shape)}"
@@ -176,9 +178,9 @@ class ExportedDetector:
         detections = []
         for image in images:
             size = tuple(image.shape[-2:])
-            if size != self.meta.size:
+            if size != self.meta.size and image.is_floating_point():
                 image = F.interpolate(
-                    image[None].float(), size=self.meta.size, mode="bilinear", align_corners=False
+                    image[None], size=self.meta.size, mode="bilinear", align_corners=False
                 )[0]
             boxes, scores, labels = self.run(image)
             if size != self.meta.size:

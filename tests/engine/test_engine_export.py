@@ -138,6 +138,10 @@ def test_an_image_without_detections_exports_and_runs(shapes_config, tmp_path, c
     (found,) = ExportedDetector.open(out)([torch.rand(3, 70, 90)])
     assert found["boxes"].shape == (0, 4) and found["scores"].shape == (0,)
     assert found["labels"].shape == (0,)
+    with pytest.raises(FadError, match=r"takes float images in \[0, 1\], got torch.uint8"):
+        ExportedDetector.open(out)([torch.zeros(3, 96, 128, dtype=torch.uint8)])
+    with pytest.raises(FadError, match=r"takes images of shape \[3, 96, 128\], got \[1, 96, 128\]"):
+        ExportedDetector.open(out).run(torch.zeros(1, 96, 128))
 
 
 def test_an_export_that_differs_writes_nothing(tiny_trained, tmp_path, monkeypatch, capsys):
@@ -180,6 +184,17 @@ def test_bad_arguments_are_one_line_errors_before_any_work(
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert list(tmp_path.iterdir()) == [] and tiny_trained.read_bytes() == before
+
+
+def test_onnx_without_onnxruntime_names_the_extra(tiny_trained, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(
+        "fad.engine.export.find_spec", lambda name: None if name == "onnxruntime" else True
+    )
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(tiny_trained), "--format", "onnx", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("exporting to ONNX needs onnxruntime: pip install 'fad[export]'")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_an_onnx_file_not_from_fad_export_is_a_clear_error(tmp_path):
