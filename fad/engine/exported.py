@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ META_KEY = "fad"  # ONNX metadata_props key
 META_FILE = "fad.json"  # TorchScript extra file
 OUTPUT_NAMES = ("boxes", "scores", "labels")
 INPUT_NAME = "image"
+log = logging.getLogger("fad")
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,7 @@ class ExportedDetector:
         self._run = run
         self.meta = meta
         self.source = source
+        self._warned = False
 
     @property
     def class_names(self) -> list[str]:
@@ -179,6 +182,15 @@ class ExportedDetector:
         for image in images:
             size = tuple(image.shape[-2:])
             if size != self.meta.size and image.is_floating_point():
+                if not self._warned:
+                    log.warning(
+                        "%s takes %dx%d images: resizing a %dx%d one to it (export at your "
+                        "images' size for the weights file's detections)",
+                        self.source,
+                        *self.meta.size,
+                        *size,
+                    )
+                    self._warned = True
                 image = F.interpolate(
                     image[None], size=self.meta.size, mode="bilinear", align_corners=False
                 )[0]

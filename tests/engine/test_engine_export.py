@@ -138,6 +138,7 @@ def test_an_image_without_detections_exports_and_runs(shapes_config, tmp_path, c
     (found,) = ExportedDetector.open(out)([torch.rand(3, 70, 90)])
     assert found["boxes"].shape == (0, 4) and found["scores"].shape == (0,)
     assert found["labels"].shape == (0,)
+    assert "takes 96x128 images: resizing a 70x90 one to it" in capsys.readouterr().out
     with pytest.raises(FadError, match=r"takes float images in \[0, 1\], got torch.uint8"):
         ExportedDetector.open(out)([torch.zeros(3, 96, 128, dtype=torch.uint8)])
     with pytest.raises(FadError, match=r"takes images of shape \[3, 96, 128\], got \[1, 96, 128\]"):
