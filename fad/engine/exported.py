@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ META_FILE = "fad.json"  # TorchScript extra file
 OUTPUT_NAMES = ("boxes", "scores", "labels")
 INPUT_NAME = "image"
 log = logging.getLogger("fad")
+Runner = Callable[[Tensor], tuple[Tensor, ...]]  # one image of the export size -> the outputs
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ class ExportedDetector:
     images' size for the detections of the weights file. Labels are the dataset's category ids.
     """
 
-    def __init__(self, run: Any, meta: ExportMeta, source: str) -> None:
+    def __init__(self, run: Runner, meta: ExportMeta, source: str) -> None:
         self._run = run
         self.meta = meta
         self.source = source
