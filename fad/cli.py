@@ -12,7 +12,18 @@ import sys
 
 from fad.errors import FadError
 
-COMMANDS = ("train", "eval", "search", "predict", "demo", "config", "data", "genotype", "plot")
+COMMANDS = (
+    "train",
+    "eval",
+    "search",
+    "predict",
+    "export",
+    "demo",
+    "config",
+    "data",
+    "genotype",
+    "plot",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

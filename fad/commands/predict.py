@@ -7,7 +7,9 @@ import argparse
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="detect objects in images with a trained weights file")
-    p.add_argument("weights", help="a fad checkpoint (e.g. model_final.pth)")
+    p.add_argument(
+        "weights", help="a fad checkpoint (e.g. model_final.pth) or a .onnx file from fad export"
+    )
     p.add_argument("source", help="an image or a folder of images")
     p.add_argument("--out", required=True, help="folder for the drawn images and predictions.json")
     p.add_argument("--score-threshold", type=float, default=0.3, help="draw detections above this")

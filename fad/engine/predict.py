@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from fad.data.image_io import read_image, to_tensor
+from fad.engine.exported import ExportedDetector
 from fad.engine.trained import TrainedModel
 from fad.errors import FadError
 from fad.evaluation.results import detections_to_coco_results
@@ -32,6 +35,25 @@ def list_images(source: Path) -> list[Path]:
     raise FadError(f"image or folder not found: {source}")
 
 
+def open_detector(
+    checkpoint: str, config_file: str | None, opts: Sequence[str]
+) -> tuple[Callable[[list[Tensor]], list[dict[str, Tensor]]], list[str], list[int], torch.device]:
+    """(detector giving labels 1..K, class names, category ids, device) of a weights file or of
+    an exported `.onnx` file."""
+    if Path(checkpoint).suffix.lower() == ".onnx":
+        if config_file or opts:
+            raise FadError(f"{checkpoint} is an exported model: config overrides do not apply")
+        exported = ExportedDetector.open(checkpoint)
+        model = partial(exported, category_ids=False)
+        return model, exported.class_names, exported.category_ids, torch.device("cpu")
+    trained = TrainedModel.read(checkpoint)
+    cfg = trained.config(config_file, opts)
+    device = torch.device(
+        "cuda" if torch.cuda.is_available() and cfg.MODEL.DEVICE.startswith("cuda") else "cpu"
+    )
+    return trained.build(cfg).to(device), trained.class_names, trained.category_ids, device
+
+
 def predict(
     checkpoint: str,
     source: str,
@@ -45,16 +67,12 @@ def predict(
     """Detect objects in `source`; write `<stem>.jpg` pictures and `predictions.json` in `out_dir`.
 
     The config and class names come from the weights file; `config_file` / `opts` override it.
+    `checkpoint` may also be a `.onnx` file written by `fad export` (run in onnxruntime).
     Returns the COCO-style records written (plus `file_name` and `category_name`).
     """
-    trained = TrainedModel.read(checkpoint)
-    cfg = trained.config(config_file, opts)
-    device = torch.device(
-        "cuda" if torch.cuda.is_available() and cfg.MODEL.DEVICE.startswith("cuda") else "cpu"
-    )
-    model = trained.build(cfg).to(device)
-    class_names = trained.class_names
-    names = dict(zip(trained.category_ids, class_names))
+    model, class_names, category_ids, device = open_detector(checkpoint, config_file, opts)
+    label_to_category_id = dict(enumerate(category_ids, start=1))
+    names = dict(zip(category_ids, class_names))
     images = list_images(Path(source))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -80,7 +98,7 @@ def predict(
                 det["boxes"],
                 det["scores"],
                 det["labels"],
-                trained.label_to_category_id,
+                label_to_category_id,
             )
             records += [
                 {**r, "file_name": str(path), "category_name": names[r["category_id"]]}
