@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 import pickle
 import random
@@ -31,6 +32,7 @@ from fad.runtime.errors import FadError
 
 log = logging.getLogger("fad")
 POINTER = "last_checkpoint"
+RESUME_KEYS = ("model", "optimizer", "scheduler", "iteration", "rng")  # what a resume reads
 _ITER_RE = re.compile(r"model_(\d+)\.pth$")
 
 
@@ -71,11 +73,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def non_finite_entry(data: Any, prefix: str = "") -> str | None:
-    """The dotted key of the first floating-point tensor in `data` (nested dicts, lists, tuples)
-    that holds a NaN or an Inf; None when every tensor is finite."""
+    """The dotted key of the first tensor or float in `data` (nested dicts, lists, tuples) that
+    holds a NaN or an Inf; None when every number is finite."""
     if torch.is_tensor(data):
         floating = data.is_floating_point() or data.is_complex()
         return (prefix or "<tensor>") if floating and not torch.isfinite(data).all() else None
+    if isinstance(data, float):
+        return None if math.isfinite(data) else prefix or "<float>"
     if isinstance(data, dict):
         items = data.items()
     elif isinstance(data, (list, tuple)):
@@ -294,6 +298,9 @@ def find_resume_point(folder: Path, *, fresh: bool = False) -> ResumePoint:
         unreadable.append((pointer, "not a readable pointer"))
     failed: list[tuple[Path, str]] = []
     for path, ckpt, why in _loaded_candidates(folder):
+        missing = [key for key in RESUME_KEYS if ckpt is not None and key not in ckpt]
+        if missing:  # e.g. a weights file copied in: it loads, but holds no run to go on with
+            ckpt, why = None, f"not a resumable checkpoint (no {', '.join(missing)})"
         if ckpt is None:
             failed.append((path, why))
             continue

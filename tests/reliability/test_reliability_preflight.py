@@ -11,25 +11,6 @@ from fad.cli import main
 from fad.errors import FadError
 from fad.search_space.genotype import parse_genotype, read_genotype_file
 
-
-@pytest.fixture
-def no_heavy_work(monkeypatch):
-    """Fail the test if data is loaded or generated, or a model is built."""
-
-    def forbidden(*args, **kwargs):
-        raise AssertionError("heavy work started before the preflight")
-
-    for target in (
-        "fad.data.build.build_datasets",
-        "fad.engine.run.build_datasets",
-        "fad.engine.evaluate.build_datasets",
-        "fad.data.catalog.ensure_shapes",
-        "fad.engine.train.build_detector",
-        "fad.engine.trained.build_detector",
-    ):
-        monkeypatch.setattr(target, forbidden)
-
-
 TRAIN_FAULTS = [
     (["DATASETS.TRAIN", "('',)"], "unknown dataset ''"),
     (["DATASETS.TRAIN", "('coco_2017_trian',)"], "Did you mean 'coco_2017_train'?"),

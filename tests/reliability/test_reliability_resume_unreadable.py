@@ -15,9 +15,12 @@ import torch
 
 from fad.cli import main
 from fad.errors import FadError
-from fad.runtime.checkpoint import load_checkpoint, read_tensor_file
-
-pytestmark = pytest.mark.slow
+from fad.runtime.checkpoint import (
+    find_resume_point,
+    load_checkpoint,
+    read_tensor_file,
+    save_checkpoint,
+)
 
 
 class _Payload:
@@ -38,7 +41,16 @@ def _not_a_checkpoint(path: Path) -> None:
     torch.save([torch.zeros(2)], path)
 
 
-SPOIL = {"truncated": _truncate, "unsafe": _unsafe, "not_a_checkpoint": _not_a_checkpoint}
+def _weights_file(path: Path) -> None:  # loads, but holds no optimizer or iteration
+    torch.save({"model": {"w": torch.zeros(2)}}, path)
+
+
+SPOIL = {
+    "truncated": _truncate,
+    "unsafe": _unsafe,
+    "not_a_checkpoint": _not_a_checkpoint,
+    "weights_file": _weights_file,
+}
 
 
 def _sha(path: Path) -> str:
@@ -54,14 +66,45 @@ def _aside(out: Path, name: str) -> list[Path]:
     return sorted(out.glob(f"{name}.unreadable-*"))
 
 
-@pytest.mark.parametrize("spoil", SPOIL)
+def _resumable(iteration: int) -> dict:
+    return {
+        "model": {"w": torch.full((2,), float(iteration))},
+        "optimizer": {},
+        "scheduler": {},
+        "iteration": iteration,
+        "rng": {},
+    }
+
+
+@pytest.mark.parametrize("spoil", [*SPOIL, "garbled_pointer"])
+def test_every_kind_of_unreadable_file_is_found_and_set_aside_byte_for_byte(spoil, tmp_path):
+    save_checkpoint(tmp_path, "model_0000001.pth", _resumable(1))
+    save_checkpoint(tmp_path, "model_0000002.pth", _resumable(2))
+    spoilt = tmp_path / ("last_checkpoint" if spoil == "garbled_pointer" else "model_0000002.pth")
+    if spoil == "garbled_pointer":
+        spoilt.write_bytes(b"\xff\xfe\x00 not text")
+    else:
+        SPOIL[spoil](spoilt)
+    before = _sha(spoilt)
+    point = find_resume_point(tmp_path)
+    expected = 1 if spoil != "garbled_pointer" else 2
+    assert point.checkpoint["iteration"] == expected
+    assert [path for path, _ in point.unreadable] == [spoilt]
+    assert spoilt.exists()  # reading writes nothing
+    point.set_aside()
+    (aside,) = _aside(tmp_path, spoilt.name)
+    assert _sha(aside) == before and not spoilt.exists()
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.slow
 def test_unloadable_newest_checkpoint_is_moved_aside_and_the_run_resumes_from_the_one_before(
-    spoil, shapes_config, fast_opts, tmp_path, monkeypatch
+    shapes_config, fast_opts, tmp_path, monkeypatch
 ):
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "out"
     assert _train(shapes_config, fast_opts, 2) == 0  # model_0000001.pth, model_final.pth (2)
-    SPOIL[spoil](out / "model_final.pth")
+    _truncate(out / "model_final.pth")
     spoilt = _sha(out / "model_final.pth")
     assert _train(shapes_config, fast_opts, 3) == 0
     (aside,) = _aside(out, "model_final.pth")
@@ -73,6 +116,7 @@ def test_unloadable_newest_checkpoint_is_moved_aside_and_the_run_resumes_from_th
     assert not (tmp_path / "pwned").exists()
 
 
+@pytest.mark.slow
 def test_no_loadable_checkpoint_stops_in_one_line_listing_each_and_writes_nothing(
     shapes_config, fast_opts, tmp_path, capsys, monkeypatch
 ):
@@ -93,6 +137,7 @@ def test_no_loadable_checkpoint_stops_in_one_line_listing_each_and_writes_nothin
     assert not (tmp_path / "pwned").exists()
 
 
+@pytest.mark.slow
 def test_fresh_starts_from_zero_and_keeps_the_unreadable_files_aside(
     shapes_config, fast_opts, tmp_path, monkeypatch
 ):
@@ -110,6 +155,7 @@ def test_fresh_starts_from_zero_and_keeps_the_unreadable_files_aside(
     assert "starting afresh (--fresh)" in (out / "log.txt").read_text()
 
 
+@pytest.mark.slow
 def test_fresh_refuses_to_overwrite_a_loadable_checkpoint(
     shapes_config, fast_opts, tmp_path, capsys
 ):
@@ -123,6 +169,7 @@ def test_fresh_refuses_to_overwrite_a_loadable_checkpoint(
     assert _sha(out / "model_final.pth") == before
 
 
+@pytest.mark.slow
 def test_search_with_no_loadable_checkpoint_stops_before_writing(
     shapes_config, fast_opts, tmp_path, capsys, monkeypatch
 ):

@@ -18,22 +18,6 @@ from fad.runtime.atomic import atomic_write_text
 
 
 @pytest.fixture
-def no_heavy_work(monkeypatch):
-    """Fail the test if data is loaded or a model is built."""
-
-    def forbidden(*args, **kwargs):
-        raise AssertionError("heavy work started before the output folder was checked")
-
-    for target in (
-        "fad.engine.run.build_datasets",
-        "fad.engine.evaluate.build_datasets",
-        "fad.engine.train.build_detector",
-        "fad.engine.trained.build_detector",
-    ):
-        monkeypatch.setattr(target, forbidden)
-
-
-@pytest.fixture
 def read_only(monkeypatch):
     """`read_only(folder)`: mkstemp in `folder` raises PermissionError from now on."""
     real = tempfile.mkstemp
