@@ -28,6 +28,7 @@ NON_FINITE = [
         "INPUT.PIXEL_STD must be finite, got (inf, 1.0, 1.0)",
     ),
     (["MODEL.FCOS.LOSS_GAMMA", "1e400"], "MODEL.FCOS.LOSS_GAMMA must be finite"),
+    (["SOLVER.GAMMA", "1" + "0" * 400], "SOLVER.GAMMA must be finite, got a huge number"),
 ]
 
 

@@ -153,3 +153,12 @@ def test_a_huge_genotype_file_is_refused_unread(tmp_path):
     path.write_text("#" * 2_000_000)
     with pytest.raises(FadError, match=f"{path}: .*larger than"):
         read_genotype_file(path)
+
+
+def test_a_deeply_nested_yaml_config_is_a_one_line_error(tmp_path):
+    from fad.config import load_config
+
+    bad = tmp_path / "deep.yaml"
+    bad.write_text("SOLVER:\n  STEPS: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(FadError, match=f"{bad}: invalid YAML: nested too deeply"):
+        load_config(bad)
