@@ -48,7 +48,8 @@ def check_finite_params(
 ) -> None:
     """Raise NonFiniteLossError on every rank if any rank holds a non-finite value in `named`
     (e.g. the weights after the optimizer step): such tensors must never reach a checkpoint."""
-    finite = torch.stack([torch.isfinite(t.detach()).all() for _, t in named]).cpu()
+    flags = [torch.isfinite(t.detach()).all() for _, t in named]
+    finite = torch.stack(flags).cpu() if flags else torch.ones(0, dtype=torch.bool)
     if any_across_processes(not bool(finite.all()), device):
         bad = [name for (name, _), ok in zip(named, finite.tolist()) if not ok]
         where = f"e.g. {bad[0]}" if bad else "on another process"
