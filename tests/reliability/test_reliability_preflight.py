@@ -159,6 +159,6 @@ def test_a_deeply_nested_yaml_config_is_a_one_line_error(tmp_path):
     from fad.config import load_config
 
     bad = tmp_path / "deep.yaml"
-    bad.write_text("SOLVER:\n  STEPS: " + "[" * 5000 + "]" * 5000 + "\n")
+    bad.write_text("SOLVER:\n  STEPS: " + "[" * 1000 + "]" * 1000 + "\n")
     with pytest.raises(FadError, match=f"{bad}: invalid YAML: nested too deeply"):
         load_config(bad)
