@@ -62,6 +62,14 @@ def _train(shapes_config, opts, max_iter: int, *flags: str) -> int:
     return main([*args, "--skip-test", *flags])
 
 
+def _trained(shapes_config, opts, tmp_path: Path, monkeypatch) -> Path:
+    """OUTPUT_DIR of a 2-iteration run: model_0000001.pth, model_final.pth (2), the pointer.
+    The working folder is tmp_path, where an executed payload would leave `pwned`."""
+    monkeypatch.chdir(tmp_path)
+    assert _train(shapes_config, opts, 2) == 0
+    return tmp_path / "out"
+
+
 def _aside(out: Path, name: str) -> list[Path]:
     return sorted(out.glob(f"{name}.unreadable-*"))
 
@@ -101,9 +109,7 @@ def test_every_kind_of_unreadable_file_is_found_and_set_aside_byte_for_byte(spoi
 def test_unloadable_newest_checkpoint_is_moved_aside_and_the_run_resumes_from_the_one_before(
     shapes_config, fast_opts, tmp_path, monkeypatch
 ):
-    monkeypatch.chdir(tmp_path)
-    out = tmp_path / "out"
-    assert _train(shapes_config, fast_opts, 2) == 0  # model_0000001.pth, model_final.pth (2)
+    out = _trained(shapes_config, fast_opts, tmp_path, monkeypatch)
     _truncate(out / "model_final.pth")
     spoilt = _sha(out / "model_final.pth")
     assert _train(shapes_config, fast_opts, 3) == 0
@@ -120,9 +126,7 @@ def test_unloadable_newest_checkpoint_is_moved_aside_and_the_run_resumes_from_th
 def test_no_loadable_checkpoint_stops_in_one_line_listing_each_and_writes_nothing(
     shapes_config, fast_opts, tmp_path, capsys, monkeypatch
 ):
-    monkeypatch.chdir(tmp_path)
-    out = tmp_path / "out"
-    assert _train(shapes_config, fast_opts, 2) == 0
+    out = _trained(shapes_config, fast_opts, tmp_path, monkeypatch)
     _truncate(out / "model_final.pth")
     _unsafe(out / "model_0000001.pth")
     before = {p.name: _sha(p) for p in out.iterdir() if p.is_file()}
@@ -141,9 +145,7 @@ def test_no_loadable_checkpoint_stops_in_one_line_listing_each_and_writes_nothin
 def test_fresh_starts_from_zero_and_keeps_the_unreadable_files_aside(
     shapes_config, fast_opts, tmp_path, monkeypatch
 ):
-    monkeypatch.chdir(tmp_path)
-    out = tmp_path / "out"
-    assert _train(shapes_config, fast_opts, 2) == 0
+    out = _trained(shapes_config, fast_opts, tmp_path, monkeypatch)
     _truncate(out / "model_final.pth")
     _truncate(out / "model_0000001.pth")
     spoilt = {name: _sha(out / name) for name in ("model_final.pth", "model_0000001.pth")}
