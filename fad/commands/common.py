@@ -31,6 +31,16 @@ def add_genotype_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--genotype", metavar="NAME", help="a preset genotype: paper or alt")
 
 
+def add_fresh_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start from iteration 0 when OUTPUT_DIR holds checkpoints of which none loads "
+        "(they are moved aside to NAME.unreadable-<n>, never deleted); without it such a "
+        "folder is an error",
+    )
+
+
 def config_from_args(args: argparse.Namespace) -> CN:
     import os
 

@@ -26,10 +26,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     shapes.add_argument("--max-size", type=int, default=320, help="largest image side")
     shapes.set_defaults(func=run_shapes)
 
-    check = sub.add_parser("check", help="load datasets and print what was kept and dropped")
+    check = sub.add_parser(
+        "check", help="load datasets, open every image, print what was kept, dropped, unreadable"
+    )
     check.add_argument("names", nargs="+", help="catalog names or IMG_DIR@ANN_JSON")
     check.add_argument("--eval", action="store_true", help="load in evaluation mode")
     check.add_argument("--root", type=Path, default=None, help="datasets root ($FAD_DATASETS)")
+    check.add_argument(
+        "--max-bad-fraction",
+        type=float,
+        default=None,
+        help="unreadable training images tolerated (default DATALOADER.MAX_BAD_IMAGE_FRACTION)",
+    )
     check.set_defaults(func=run_check)
 
 
@@ -58,8 +66,44 @@ def run_shapes(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from fad.data.build import build_datasets
+    """Print each set's data report and its unreadable images; fail (exit 2) when a training run
+    with this bad-image budget would stop, or, with --eval, on any unreadable image."""
+    from functools import partial
 
+    from tqdm import tqdm
+
+    from fad.config.defaults import get_default_config
+    from fad.data.build import build_datasets
+    from fad.data.robust import bad_image_limit, unreadable_images
+    from fad.errors import FadError
+
+    fraction = args.max_bad_fraction
+    budget = "--max-bad-fraction"
+    if fraction is None:
+        fraction = get_default_config().DATALOADER.MAX_BAD_IMAGE_FRACTION
+        budget = "DATALOADER.MAX_BAD_IMAGE_FRACTION"
+    bad: list[str] = []
+    total = 0
     for dataset in build_datasets(args.names, train=not args.eval, root=args.root):
         print(dataset.report_text())
+        bar = partial(
+            tqdm, desc=f"opening {dataset.source}", unit="image", disable=None, leave=False
+        )
+        found = unreadable_images(dataset, bar)
+        for reason in found.values():
+            print(f"  unreadable: {reason}")
+        bad += found.values()
+        total += len(dataset)
+    print(f"{len(bad)} of {total} images unreadable")
+    if args.eval and bad:
+        raise FadError(
+            f"{len(bad)} unreadable images, e.g. {bad[0]}: evaluation stops at the first "
+            "unreadable image"
+        )
+    limit = bad_image_limit(total, fraction)
+    if not args.eval and len(bad) > limit:
+        raise FadError(
+            f"{len(bad)} of {total} training images are unreadable and {budget} ({fraction}) "
+            f"allows {limit}: a training run would stop; e.g. {bad[0]}"
+        )
     return 0

@@ -26,10 +26,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from fad.demo import run_demo
     from fad.demo_seeds import parse_seeds, run_seed_study
+    from fad.runtime.atomic import check_writable_folder
     from fad.runtime.logger import setup_logger
 
+    check_writable_folder(Path(args.out), "--out")
     setup_logger(args.out)
     if args.seeds is not None:
         run_seed_study(args.out, args.opts or [], parse_seeds(args.seeds))

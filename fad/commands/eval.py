@@ -21,12 +21,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fad.engine.evaluate import evaluate_model
+    from fad.engine.preflight import check_evaluation
     from fad.engine.run import start_run
     from fad.engine.trained import TrainedModel
 
     cfg = config_from_args(args)
+    genotypes = genotypes_from_args(args)
+    check_evaluation(cfg)
+    trained = TrainedModel.read(cfg.MODEL.WEIGHT)  # all checked before anything is written
     ctx = start_run(cfg, local_rank=args.local_rank, log_name="eval_log.txt", write_config=False)
-    trained = TrainedModel.read(cfg.MODEL.WEIGHT)
-    model = trained.build(cfg, genotypes_from_args(args)).to(ctx.device)
+    model = trained.build(cfg, genotypes).to(ctx.device)
     evaluate_model(cfg, model, ctx, trained.class_names)
     return 0

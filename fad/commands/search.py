@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from fad.commands.common import add_config_args, config_from_args
+from fad.commands.common import add_config_args, add_fresh_arg, config_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="require a checkpoint in OUTPUT_DIR to resume from (resuming is automatic anyway)",
     )
     p.add_argument("--skip-test", action="store_true", help=argparse.SUPPRESS)
+    add_fresh_arg(p)
     add_config_args(p)
     p.set_defaults(func=run)
 
@@ -37,5 +38,6 @@ def run(args: argparse.Namespace) -> int:
         use_tensorboard=args.use_tensorboard,
         resume=args.resume,
         local_rank=args.local_rank,
+        fresh=args.fresh,
     )
     return 0

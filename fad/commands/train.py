@@ -6,6 +6,7 @@ import argparse
 
 from fad.commands.common import (
     add_config_args,
+    add_fresh_arg,
     add_genotype_args,
     config_from_args,
     genotypes_from_args,
@@ -17,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_genotype_args(p)
     p.add_argument("--use-tensorboard", action="store_true", help="write TensorBoard scalars")
     p.add_argument("--skip-test", action="store_true", help="do not evaluate after training")
+    add_fresh_arg(p)
     add_config_args(p)
     p.set_defaults(func=run)
 
@@ -31,5 +33,6 @@ def run(args: argparse.Namespace) -> int:
         use_tensorboard=args.use_tensorboard,
         skip_test=args.skip_test,
         local_rank=args.local_rank,
+        fresh=args.fresh,
     )
     return 0

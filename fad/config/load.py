@@ -17,7 +17,7 @@ import yaml
 from yacs.config import CfgNode as CN
 
 from fad.config.defaults import get_default_config
-from fad.config.validate import validate_config
+from fad.config.validate import non_finite_value, validate_config
 from fad.errors import FadError
 
 
@@ -73,6 +73,7 @@ def coerce_value(key: str, value: Any, default: Any, where: str) -> Any:
         ):
             if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
                 raise FadError(f"{where}: {key} must be a tuple of numbers, got {value!r}")
+        _check_finite(key, value, where)
         return tuple(value) if isinstance(default, tuple) else list(value)
     if isinstance(default, bool):
         if not isinstance(value, bool):
@@ -87,8 +88,16 @@ def coerce_value(key: str, value: Any, default: Any, where: str) -> Any:
     if isinstance(default, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise FadError(f"{where}: {key} must be a number, got {value!r}")
+        _check_finite(key, value, where)
         return float(value)
     return value
+
+
+def _check_finite(key: str, value: Any, where: str) -> None:
+    """A float (or a list of them) must be finite: `1e999` or `.inf` is a typo, not a setting."""
+    problem = non_finite_value(key, value)
+    if problem:
+        raise FadError(f"{where}: {problem}")
 
 
 def _set(cfg: CN, key: str, value: Any, where: str) -> None:
@@ -128,6 +137,8 @@ def merge_from_text(cfg: CN, text: str, source: str) -> None:
     """Merge YAML text into `cfg`; errors read `source:line: ...`."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise FadError(f"{source}: invalid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""

@@ -8,12 +8,17 @@ module only names the keys.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
+from typing import Any
+
 from yacs.config import CfgNode as CN
 
 from fad.errors import FadError
 from fad.modeling.backbone import FPN_STRIDES, NORMS, conv_body_depth
 from fad.modeling.build import detector_name
 from fad.modeling.loss import IOU_LOSS_TYPES
+from fad.runtime.seeding import MAX_SEED
 from fad.search_space.ops import SPACES, check_group_norm_width
 from fad.solver import OPTIMIZERS, WARMUP_METHODS
 
@@ -70,6 +75,33 @@ def _check_pixels(inp: CN, weight: str) -> None:
     )
 
 
+def _finite(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return True
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond the float range
+        return False
+
+
+def non_finite_value(key: str, value: Any) -> str:
+    """The message "KEY must be finite, got VALUE" when `value` is a number (or holds one) that
+    is NaN, infinite or beyond the float range; "" otherwise."""
+    values = value if isinstance(value, (tuple, list)) else (value,)
+    if all(map(_finite, values)):
+        return ""
+    shown = repr(value) if len(values) > 1 or isinstance(value, float) else "a huge number"
+    return f"{key} must be finite, got {shown[:80]}"
+
+
+def _leaves(node: CN, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for name, value in node.items():
+        if isinstance(value, CN):
+            yield from _leaves(value, f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}", value
+
+
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise FadError(message)
@@ -77,6 +109,10 @@ def _check(ok: bool, message: str) -> None:
 
 def validate_config(cfg: CN, *, world_size: int = 1) -> None:
     """Raise a FadError naming the key path of the first invalid value."""
+    for key, value in _leaves(cfg):
+        problem = non_finite_value(key, value)
+        _check(not problem, problem)
+    _check(0 <= cfg.SEED <= MAX_SEED, f"SEED must be in [0, {MAX_SEED}], got {cfg.SEED}")
     s = cfg.SOLVER
     _check(s.MAX_ITER > 0, f"SOLVER.MAX_ITER must be > 0, got {s.MAX_ITER}")
     _check(s.BASE_LR > 0, f"SOLVER.BASE_LR must be > 0, got {s.BASE_LR}")
@@ -89,6 +125,8 @@ def validate_config(cfg: CN, *, world_size: int = 1) -> None:
     _check(
         cfg.TEST.IMS_PER_BATCH > 0, f"TEST.IMS_PER_BATCH must be > 0, got {cfg.TEST.IMS_PER_BATCH}"
     )
+    detections = cfg.TEST.DETECTIONS_PER_IMG
+    _check(detections >= 1, f"TEST.DETECTIONS_PER_IMG must be >= 1, got {detections}")
     _check(
         s.CHECKPOINT_PERIOD > 0, f"SOLVER.CHECKPOINT_PERIOD must be > 0, got {s.CHECKPOINT_PERIOD}"
     )
@@ -167,6 +205,15 @@ def validate_config(cfg: CN, *, world_size: int = 1) -> None:
         f"MODEL.FCOS.FPN_STRIDES must be {FPN_STRIDES} (P3-P7), got {tuple(m.FCOS.FPN_STRIDES)}",
     )
     _check(0 < m.FCOS.PRIOR_PROB < 1, "MODEL.FCOS.PRIOR_PROB must be in (0, 1)")
+    _check(
+        0 <= m.FCOS.INFERENCE_TH < 1,
+        f"MODEL.FCOS.INFERENCE_TH must be in [0, 1), got {m.FCOS.INFERENCE_TH}",
+    )
+    _check(0 < m.FCOS.NMS_TH <= 1, f"MODEL.FCOS.NMS_TH must be in (0, 1], got {m.FCOS.NMS_TH}")
+    _check(
+        m.FCOS.PRE_NMS_TOP_N >= 1,
+        f"MODEL.FCOS.PRE_NMS_TOP_N must be >= 1, got {m.FCOS.PRE_NMS_TOP_N}",
+    )
     _check(m.FCOS.NUM_CONVS >= 1, "MODEL.FCOS.NUM_CONVS must be >= 1")
     _check(
         m.FCOS.IOU_LOSS_TYPE in IOU_LOSS_TYPES,

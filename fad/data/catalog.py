@@ -115,6 +115,14 @@ def _path_pair_spec(name: str) -> DatasetSpec:
     return DatasetSpec(name, "coco", img_dir, ann_file=ann_file)
 
 
+def check_name(name: str, root: str | os.PathLike[str] | None = None) -> None:
+    """Raise what `resolve(name)` would raise, without generating or reading any data: a shapes
+    set is generated on first use, so its name alone is enough (a preflight check)."""
+    if name.startswith("shapes_") and name in dataset_names():
+        return
+    resolve(name, root)
+
+
 def resolve(name: str, root: str | os.PathLike[str] | None = None) -> DatasetSpec:
     """Look `name` up (or parse "IMG_DIR@ANN_JSON") and check its files exist.
 

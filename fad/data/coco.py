@@ -3,10 +3,11 @@
 The json is validated record by record (a structural error names the file, the record's index
 and id), then cleaned once for both modes: annotations with an unknown category or image id, a
 repeated annotation id, or a non-finite, negative-size or entirely-outside bbox are dropped, and
-missing `area` (w * h) and `iscrowd` (0) are filled in. The cleaned json is the evaluation ground
-truth (`coco`). Training targets further exclude crowd boxes, clip boxes to the image and drop
-those <= 1 px wide or high; training skips images left without a box. Everything dropped is
-counted in `report`.
+missing `area` (w * h) and `iscrowd` (0) are filled in. The remaining boxes are clipped to the
+image and those <= 1 px wide or high dropped; training skips images left without a box and
+leaves crowd boxes out. Everything dropped or clipped is counted in `report`, and the evaluation
+ground truth (`coco`) is exactly what the report describes: the kept boxes (clipped), and the
+crowd boxes as ignore regions.
 """
 
 from __future__ import annotations
@@ -173,7 +174,7 @@ class COCODetection(DetectionDataset):
         categories = sorted(self._dataset["categories"], key=lambda c: c["id"])
         self.label_to_category_id = {i + 1: c["id"] for i, c in enumerate(categories)}
         self.category_id_to_label = {c: label for label, c in self.label_to_category_id.items()}
-        records = self._build_records(report, train)
+        records, self._scored = self._build_records(report, train)
         super().__init__(
             img_dir,
             records,
@@ -184,11 +185,16 @@ class COCODetection(DetectionDataset):
             transforms=transforms,
         )
 
-    def _build_records(self, report: dict[str, int], train: bool) -> list[ImageRecord]:
+    def _build_records(
+        self, report: dict[str, int], train: bool
+    ) -> tuple[list[ImageRecord], list[dict[str, Any]]]:
+        """The images with their cleaned boxes, and the annotations evaluation scores."""
         per_image: dict[int, list[dict[str, Any]]] = {}
+        scored: list[dict[str, Any]] = []
         for ann in self._dataset["annotations"]:
             if ann["iscrowd"]:
                 report["crowd"] += 1
+                scored.append(ann)
             else:
                 per_image.setdefault(ann["image_id"], []).append(ann)
         records = []
@@ -197,15 +203,28 @@ class COCODetection(DetectionDataset):
             xywh = np.array([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4)
             xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
             boxes, keep = clean_boxes(xyxy, img["width"], img["height"], report)
+            kept = [ann for ann, k in zip(anns, keep) if k]
+            scored += [_clipped(ann, img["width"], img["height"]) for ann in kept]
             labels = np.array(
                 [self.category_id_to_label[a["category_id"]] for a in anns], dtype=np.int64
             )[keep]
             records.append(
                 ImageRecord(img["id"], img["file_name"], img["width"], img["height"], boxes, labels)
             )
-        return finish_records(records, report, train=train)
+        return finish_records(records, report, train=train), scored
 
     @cached_property
     def coco(self) -> COCO:
-        """pycocotools ground truth built from the cleaned json (all images, crowd included)."""
-        return coco_from_dict(self._dataset)
+        """pycocotools ground truth, as the report describes it: every image, the kept boxes
+        (clipped to the image), and crowd boxes (ignore regions)."""
+        return coco_from_dict({**self._dataset, "annotations": self._scored})
+
+
+def _clipped(ann: dict[str, Any], width: int, height: int) -> dict[str, Any]:
+    """`ann` with its bbox clipped to the image (`ann` itself when the box lies inside)."""
+    x, y, w, h = ann["bbox"]
+    x0, y0 = min(max(x, 0), width), min(max(y, 0), height)
+    x1, y1 = min(max(x + w, 0), width), min(max(y + h, 0), height)
+    if (x0, y0, x1, y1) == (x, y, x + w, y + h):
+        return ann
+    return {**ann, "bbox": [x0, y0, x1 - x0, y1 - y0]}

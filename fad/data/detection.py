@@ -32,6 +32,9 @@ _DROPPED = (
     ("unknown_image", "unknown-image"),
     ("duplicate_id", "duplicate-id"),
 )
+# dropped from training targets, but kept in evaluation as regions where a detection is neither
+# right nor wrong (pycocotools' iscrowd, VOC's difficult)
+_IGNORE_REGIONS = ("crowd", "difficult")
 
 
 def new_report() -> dict[str, int]:
@@ -117,7 +120,11 @@ class DetectionDataset(Dataset):
         }
 
     def report_text(self) -> str:
-        """One line: what was kept, skipped, dropped (by reason) and clipped."""
+        """One line: what was kept, skipped, dropped (by reason) and clipped.
+
+        In evaluation mode it describes exactly the ground truth that is scored: the boxes
+        kept (clipped ones clipped), and the crowd / difficult objects kept as ignore regions.
+        """
         r = self.report
         mode = "train" if self.train else "eval"
         empty = "skipped" if self.train else "kept"
@@ -125,10 +132,18 @@ class DetectionDataset(Dataset):
             f"{self.source} ({mode}): {r['images']} images, {r['boxes']} boxes",
             f"{r['empty_images']} images without usable boxes {empty}",
         ]
-        dropped = [f"{r[key]} {word}" for key, word in _DROPPED if r.get(key)]
+        ignored = () if self.train else _IGNORE_REGIONS
+        dropped = [f"{r[k]} {word}" for k, word in _DROPPED if r.get(k) and k not in ignored]
         parts.append("dropped " + (", ".join(dropped) if dropped else "none"))
         parts.append(f"clipped {r['clipped']}")
+        kept = [f"{r[k]} {word}" for k, word in _DROPPED if r.get(k) and k in ignored]
+        if kept:
+            parts.append(", ".join(kept) + " kept as ignore regions")
         return "; ".join(parts)
+
+    def load_image(self, index: int) -> Image.Image:
+        """Image `index` as training reads it; FadError when missing, corrupt or mis-sized."""
+        return self._load_image(self.records[index])
 
     def _load_image(self, record: ImageRecord) -> Image.Image:
         """Read the image; fall back to the raw orientation when only that matches the size."""

@@ -4,8 +4,10 @@ In training a corrupt or missing image is skipped, not fatal: `SkipUnreadable` r
 by the first readable one among i + 1, i + 2, ... (wrapping around). The choice depends only on the
 files, so a resumed run sees the same batches as an uninterrupted one. The skipped images travel
 to the main process inside the target (key `SKIPPED`), where `BadImageBudget` counts the distinct
-ones this process has met, logs each path, and stops the run (on every process together) once more
-than `max_fraction` of the training images are unreadable. Missing files are counted up front.
+ones met by every process (each batch, the processes exchange the images they newly met), logs
+each path, and stops the run (on every process together) once more than `max_fraction` of the
+training images are unreadable. Missing files are counted up front. `unreadable_images` opens
+every image of a set ahead of any run (`fad data check`).
 
 Evaluation and prediction do not use this module: there an unreadable image is a FadError.
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from fad.data.detection import DetectionDataset
 from fad.errors import FadError
-from fad.runtime.distributed import any_across_processes, is_distributed
+from fad.runtime.distributed import all_gather_objects, all_reduce_sum, is_distributed
 
 log = logging.getLogger("fad")
 
@@ -102,8 +104,22 @@ class SkipUnreadable(Dataset):
         return _placeholder(skipped)
 
 
+def unreadable_images(
+    dataset: DetectionDataset, progress: Callable[[Iterable[int]], Iterable[int]] = iter
+) -> dict[int, str]:
+    """{index: reason} for every image of `dataset` that cannot be read as training would read
+    it (missing, corrupt, or not the size its annotation says); opens them all."""
+    bad: dict[int, str] = {}
+    for index in progress(range(len(dataset))):
+        try:
+            dataset.load_image(index)
+        except FadError as exc:
+            bad[index] = str(exc)
+    return bad
+
+
 class BadImageBudget:
-    """Counts the distinct unreadable training images this process has met; too many stop the run."""
+    """Counts the distinct unreadable training images met by all processes; too many stop the run."""
 
     def __init__(self, total: int, max_fraction: float) -> None:
         self.total = total
@@ -131,11 +147,6 @@ class BadImageBudget:
 
     def error(self) -> FadError:
         allowed = f"DATALOADER.MAX_BAD_IMAGE_FRACTION ({self.max_fraction}) allows"
-        if not self.over():
-            return FadError(
-                f"another process met more unreadable training images than {allowed}; "
-                "its error names them"
-            )
         example = next(iter(self.bad.values()))
         return FadError(
             f"{len(self.bad)} of {self.total} training images could not be read, more than "
@@ -143,15 +154,25 @@ class BadImageBudget:
         )
 
     def check(self, targets: Sequence[dict[str, Any]]) -> None:
-        """Take the skipped images out of a batch's targets, count them, stop if over budget."""
-        for target in targets:
-            for index, reason in target.pop(SKIPPED, ()):
-                self.add(index, reason)
-        over = self.over()
+        """Take the skipped images out of a batch's targets, count them with those the other
+        processes met, stop (every process alike) if over budget."""
+        met = [item for target in targets for item in target.pop(SKIPPED, ())]
+        new = [(index, reason) for index, reason in met if index not in self.bad]
         if is_distributed():
-            over = any_across_processes(over, _collective_device())
-        if over:
+            new = _from_every_process(new)
+        for index, reason in new:
+            self.add(index, reason)
+        if self.over():
             raise self.error()
+
+
+def _from_every_process(new: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    """Every process's newly met images, in rank order (one small all-reduce per batch; the
+    lists themselves travel only when some process met one)."""
+    count = all_reduce_sum(torch.tensor([len(new)], device=_collective_device()))
+    if int(count.item()) == 0:
+        return []
+    return [item for part in all_gather_objects(new) for item in part]
 
 
 def _collective_device() -> torch.device:

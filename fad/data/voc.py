@@ -4,6 +4,8 @@ Boxes: the XML's 1-based inclusive pixel corners become continuous xyxy
 [xmin - 1, ymin - 1, xmax, ymax]. `difficult` objects are left out of the training targets (as
 maskrcnn-benchmark's default use_difficult=False) and counted; they stay in `get_groundtruth`
 with a flag, and in the `coco` ground truth as iscrowd=1 so COCO-style evaluation ignores them.
+The other boxes are clipped to the image and those <= 1 px wide or high dropped, in the training
+targets and the evaluated ground truth alike, so evaluation scores what the report describes.
 Objects of a class outside the 20 are dropped and counted. `image_id` is the dataset index.
 """
 
@@ -45,7 +47,7 @@ class VOCAnnotation:
 
     width: int
     height: int
-    boxes: np.ndarray  # float64[N, 4] xyxy, unclipped
+    boxes: np.ndarray  # float64[N, 4] xyxy
     labels: np.ndarray  # int64[N], 1..20
     difficult: np.ndarray  # bool[N]
 
@@ -112,6 +114,19 @@ def read_split(data_dir: Path, split: str) -> list[str]:
     return [line.split()[0] for line in lines if line.strip()]
 
 
+def _scored(ann: VOCAnnotation, easy_boxes: np.ndarray, keep: np.ndarray) -> VOCAnnotation:
+    """`ann` as evaluation scores it: the kept easy boxes clipped (`easy_boxes`, chosen by
+    `keep` among the easy objects), the difficult ones as they are, in the XML's order."""
+    easy = np.flatnonzero(~ann.difficult)
+    boxes = ann.boxes.copy()
+    boxes[easy[keep]] = easy_boxes
+    scored = ann.difficult.copy()
+    scored[easy[keep]] = True
+    return VOCAnnotation(
+        ann.width, ann.height, boxes[scored], ann.labels[scored], ann.difficult[scored]
+    )
+
+
 class VOCDetection(DetectionDataset):
     """A VOC split (labels 1..20 in VOC_CLASSES order); same interface as COCODetection.
 
@@ -137,11 +152,11 @@ class VOCDetection(DetectionDataset):
         records = []
         for name in read_split(self.data_dir, split):
             ann = parse_voc_xml(self.data_dir / "Annotations" / f"{name}.xml", report)
-            self._groundtruth[name] = ann
             report["difficult"] += int(ann.difficult.sum())
             easy = ~ann.difficult
             boxes, keep = clean_boxes(ann.boxes[easy], ann.width, ann.height, report)
             labels = ann.labels[easy][keep]
+            self._groundtruth[name] = _scored(ann, boxes, keep)
             records.append(ImageRecord(-1, f"{name}.jpg", ann.width, ann.height, boxes, labels))
         records = finish_records(records, report, train=train)
         for index, record in enumerate(records):
@@ -158,7 +173,8 @@ class VOCDetection(DetectionDataset):
         )
 
     def get_groundtruth(self, index: int) -> dict[str, torch.Tensor]:
-        """All objects of image `index` for evaluation: boxes [N, 4], labels [N], difficult [N]."""
+        """The objects of image `index` that evaluation scores, in the XML's order: boxes [N, 4]
+        (clipped), labels [N], difficult [N] (ignored by the evaluation)."""
         ann = self._groundtruth[Path(self.records[index].file_name).stem]
         return {
             "boxes": torch.from_numpy(ann.boxes.astype(np.float32)),

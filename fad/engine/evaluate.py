@@ -21,6 +21,7 @@ from fad.data.build import build_datasets, build_test_loader
 from fad.engine.run import RunContext
 from fad.errors import FadError
 from fad.evaluation import detections_to_coco_results, evaluate_coco, write_results_json
+from fad.runtime.atomic import atomic_write_text
 from fad.runtime.distributed import all_gather_objects, synchronize
 
 log = logging.getLogger("fad")
@@ -104,7 +105,7 @@ def evaluate_dataset(
         image_ids=list(dataset.image_ids),
         stream=sys.stdout,
     )
-    (folder / "coco_eval.txt").write_text(coco.text, encoding="utf-8")
+    atomic_write_text(folder / "coco_eval.txt", coco.text)
     report: dict[str, Any] = {
         "coco": coco.stats,
         "per_class": coco.per_class,

@@ -1,26 +1,46 @@
-"""`fad predict`: a trained detector on images; pictures with the detections and one json."""
+"""`fad predict`: a trained detector on images; pictures with the detections and one json.
+
+One unreadable image never costs the others their results: it is reported and skipped (counted
+in `predictions.json` and in the summary), every readable image gets its picture and its
+entries, and every file is written atomically. `detect_images` runs any detector callable over
+image paths: a weights file's detector or an exported `.onnx` file's (`open_detector`).
+"""
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch import Tensor
 
 from fad.data.image_io import read_image, to_tensor
 from fad.engine.exported import ExportedDetector
 from fad.engine.trained import TrainedModel
 from fad.errors import FadError
-from fad.evaluation.results import detections_to_coco_results
-from fad.runtime.atomic import atomic_write_text
+from fad.evaluation.results import detections_to_coco_results, write_predictions_json
+from fad.runtime.atomic import atomic_write, check_writable_folder
 from fad.viz.draw import draw_detections
 
 log = logging.getLogger("fad")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+# images (FloatTensor[3, H, W] in [0, 1]) -> per image {"boxes" [N, 4] xyxy, "scores", "labels"}
+Detector = Callable[[list[Tensor]], list[dict[str, Tensor]]]
+
+
+@dataclass
+class ImageOutcome:
+    """One image's result: its picture and detections (on the CPU), or why it could not be read."""
+
+    path: Path
+    picture: Image.Image | None = None
+    detections: dict[str, Tensor] | None = None
+    error: str = ""
 
 
 def list_images(source: Path) -> list[Path]:
@@ -37,7 +57,7 @@ def list_images(source: Path) -> list[Path]:
 
 def open_detector(
     checkpoint: str, config_file: str | None, opts: Sequence[str]
-) -> tuple[Callable[[list[Tensor]], list[dict[str, Tensor]]], list[str], list[int], torch.device]:
+) -> tuple[Detector, list[str], list[int], torch.device]:
     """(detector giving labels 1..K, class names, category ids, device) of a weights file or of
     an exported `.onnx` file."""
     if Path(checkpoint).suffix.lower() == ".onnx":
@@ -54,6 +74,30 @@ def open_detector(
     return trained.build(cfg).to(device), trained.class_names, trained.category_ids, device
 
 
+def _read(path: Path) -> ImageOutcome:
+    try:
+        return ImageOutcome(path, picture=read_image(path))
+    except FadError as exc:
+        return ImageOutcome(path, error=str(exc))
+
+
+def detect_images(
+    detector: Detector, paths: Sequence[Path], *, batch_size: int = 4
+) -> Iterator[ImageOutcome]:
+    """Run `detector` on the images at `paths`, a batch of up to `batch_size` at a time; yield
+    one outcome per path, in order. An unreadable image is an outcome with `error` set, and
+    the detector never sees it."""
+    for start in range(0, len(paths), batch_size):
+        outcomes = [_read(path) for path in paths[start : start + batch_size]]
+        readable = [o for o in outcomes if not o.error]
+        if readable:
+            with torch.no_grad():
+                found = detector([to_tensor(o.picture) for o in readable])
+            for outcome, det in zip(readable, found, strict=True):
+                outcome.detections = {k: v.detach().cpu() for k, v in det.items()}
+        yield from outcomes
+
+
 def predict(
     checkpoint: str,
     source: str,
@@ -63,49 +107,63 @@ def predict(
     config_file: str | None = None,
     opts: Sequence[str] = (),
     batch_size: int = 4,
-) -> list[dict]:
+) -> dict:
     """Detect objects in `source`; write `<stem>.jpg` pictures and `predictions.json` in `out_dir`.
 
     The config and class names come from the weights file; `config_file` / `opts` override it.
     `checkpoint` may also be a `.onnx` file written by `fad export` (run in onnxruntime).
-    Returns the COCO-style records written (plus `file_name` and `category_name`).
+    Everything is checked (weights, config, images, `out_dir` writable) before anything is
+    written. Returns what predictions.json holds (see `write_predictions_json`); a FadError
+    when no image could be read (after writing the json that lists them).
     """
     model, class_names, category_ids, device = open_detector(checkpoint, config_file, opts)
+    paths = list_images(Path(source))
+    out = Path(out_dir)
+    check_writable_folder(out, "--out")
     label_to_category_id = dict(enumerate(category_ids, start=1))
     names = dict(zip(category_ids, class_names))
-    images = list_images(Path(source))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     records: list[dict] = []
-    for start in range(0, len(images), batch_size):
-        paths = images[start : start + batch_size]
-        pictures = [read_image(p) for p in paths]
-        with torch.no_grad():
-            detections = model([to_tensor(p).to(device) for p in pictures])
-        for offset, (path, picture, det) in enumerate(zip(paths, pictures, detections)):
-            det = {k: v.cpu() for k, v in det.items()}
-            drawn = draw_detections(
-                picture,
-                det["boxes"],
-                det["labels"],
-                det["scores"],
-                class_names,
-                score_threshold=score_threshold,
-            )
-            drawn.save(out / f"{path.stem}.jpg", quality=92)
-            found = detections_to_coco_results(
-                start + offset,
-                det["boxes"],
-                det["scores"],
-                det["labels"],
-                label_to_category_id,
-            )
-            records += [
-                {**r, "file_name": str(path), "category_name": names[r["category_id"]]}
-                for r in found
-            ]
-            kept = sum(1 for s in det["scores"].tolist() if s >= score_threshold)
-            log.info("%s: %d detections >= %.2f", path.name, kept, score_threshold)
-    atomic_write_text(out / "predictions.json", json.dumps(records, indent=1))
-    log.info("wrote %d pictures and %s", len(images), out / "predictions.json")
-    return records
+    skipped: list[dict[str, str]] = []
+
+    def detector(images: list[Tensor]) -> list[dict[str, Tensor]]:
+        return model([image.to(device) for image in images])
+
+    for index, outcome in enumerate(detect_images(detector, paths, batch_size=batch_size)):
+        if outcome.error:
+            log.warning("skipping %s", outcome.error)
+            skipped.append({"file_name": str(outcome.path), "error": outcome.error})
+            continue
+        det = outcome.detections
+        drawn = draw_detections(
+            outcome.picture,
+            det["boxes"],
+            det["labels"],
+            det["scores"],
+            class_names,
+            score_threshold=score_threshold,
+        )
+        atomic_write(
+            out / f"{outcome.path.stem}.jpg", partial(drawn.save, format="JPEG", quality=92)
+        )
+        found = detections_to_coco_results(
+            index, det["boxes"], det["scores"], det["labels"], label_to_category_id
+        )
+        file_name = str(outcome.path)
+        records += [
+            {**r, "file_name": file_name, "category_name": names[r["category_id"]]} for r in found
+        ]
+        kept = sum(1 for s in det["scores"].tolist() if s >= score_threshold)
+        log.info("%s: %d detections >= %.2f", outcome.path.name, kept, score_threshold)
+    result = write_predictions_json(
+        out / "predictions.json", records, images=len(paths), skipped=skipped
+    )
+    log.info(
+        "%d of %d images predicted, %d skipped (unreadable); wrote %s",
+        result["predicted"],
+        len(paths),
+        len(skipped),
+        out / "predictions.json",
+    )
+    if not result["predicted"]:
+        raise FadError(f"none of the {len(paths)} images could be read, e.g. {skipped[0]['error']}")
+    return result

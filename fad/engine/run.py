@@ -13,7 +13,7 @@ from yacs.config import CfgNode as CN
 from fad.config import save_config
 from fad.data.build import TrainLoaderOptions, build_datasets
 from fad.data.detection import DetectionDataset
-from fad.runtime.checkpoint import remove_partial_writes
+from fad.runtime.checkpoint import ResumePoint, remove_partial_writes
 from fad.runtime.distributed import get_rank, get_world_size, init_from_env
 from fad.runtime.logger import setup_logger
 from fad.runtime.seeding import seed_everything
@@ -52,6 +52,15 @@ def start_run(
         save_config(cfg, out / "config.yaml")
     log.info("fad on %s, %d process(es), output in %s", device, world, out)
     return RunContext(device, rank, world, out, log)
+
+
+def start_from(point: ResumePoint, ctx: RunContext, fresh: bool) -> None:
+    """Move the checkpoints that could not be read aside (main process; logged), before the run
+    writes one, and note a fresh start asked for with `--fresh`."""
+    if ctx.rank == 0:
+        point.set_aside()
+    if fresh and point.path is None:
+        ctx.log.info("starting afresh (--fresh) from iteration 0")
 
 
 def prepare_training_data(cfg: CN, ctx: RunContext) -> list[DetectionDataset]:

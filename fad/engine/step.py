@@ -39,6 +39,26 @@ def check_finite(
         )
 
 
+def check_finite_params(
+    iteration: int,
+    named: list[tuple[str, Tensor]],
+    device: torch.device,
+    what: str,
+    after: str,
+) -> None:
+    """Raise NonFiniteLossError on every rank if any rank holds a non-finite value in `named`
+    (e.g. the weights after the optimizer step): such tensors must never reach a checkpoint."""
+    flags = [torch.isfinite(t.detach()).all() for _, t in named]
+    finite = torch.stack(flags).cpu() if flags else torch.ones(0, dtype=torch.bool)
+    if any_across_processes(not bool(finite.all()), device):
+        bad = [name for (name, _), ok in zip(named, finite.tolist()) if not ok]
+        where = f"e.g. {bad[0]}" if bad else "on another process"
+        raise NonFiniteLossError(
+            f"non-finite {what} after the {after} of iteration {iteration + 1} ({where}); "
+            "stopped before they could be saved, the last checkpoint is intact"
+        )
+
+
 def prepare_batch(
     batch: Batch, *, seed: int, iteration: int, flip_prob: float, device: torch.device
 ) -> Batch:
@@ -62,7 +82,8 @@ class WeightStep:
         clipped: the parameters whose gradient norm is clipped (and checked), default all the
             optimizer's.
         clip_grad: the max norm; 0 disables clipping (the norm is still checked).
-    Non-finite losses or gradient norms stop the run before the optimizer step.
+    Non-finite losses or gradient norms stop the run before the optimizer step; weights made
+    non-finite by the step (e.g. an overflowing lr) stop it before anything saves them.
     """
 
     def __init__(
@@ -82,6 +103,8 @@ class WeightStep:
         self.max_norm = clip_grad if clip_grad > 0 else float("inf")
         params = [p for group in optimizer.param_groups for p in group["params"]]
         self.clipped = list(params if clipped is None else clipped)
+        names = {id(p): n for n, p in getattr(net, "module", net).named_parameters()}
+        self.stepped = [(names.get(id(p), "<unnamed>"), p) for p in params]
 
     def __call__(self, iteration: int, batch: Batch) -> dict[str, Tensor]:
         losses = self.net(*batch)
@@ -91,5 +114,6 @@ class WeightStep:
         norm = torch.nn.utils.clip_grad_norm_(self.clipped, self.max_norm)
         check_finite(iteration, {"grad_norm": norm}, self.device, what="gradient norm")
         self.optimizer.step()
+        check_finite_params(iteration, self.stepped, self.device, "weights", "optimizer step")
         self.scheduler.step()
         return losses

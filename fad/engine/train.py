@@ -13,10 +13,12 @@ from yacs.config import CfgNode as CN
 from fad.data.build import build_train_loader
 from fad.engine.evaluate import evaluate_model
 from fad.engine.loop import LoopHooks, no_iterations, run_loop
+from fad.engine.preflight import check_run
 from fad.engine.run import (
     RunContext,
     open_tensorboard,
     prepare_training_data,
+    start_from,
     start_run,
     train_loader_options,
 )
@@ -26,7 +28,7 @@ from fad.engine.trained import checkpoint_meta
 from fad.modeling.build import build_detector
 from fad.runtime.checkpoint import (
     CheckpointMeta,
-    find_resume_checkpoint,
+    find_resume_point,
     save_checkpoint,
     set_rng_state,
 )
@@ -48,23 +50,31 @@ def run_training(
     use_tensorboard: bool = False,
     skip_test: bool = False,
     local_rank: int | None = None,
+    fresh: bool = False,
 ) -> dict[str, Any]:
-    """Train (resuming from OUTPUT_DIR when it holds a checkpoint); returns timing and AP."""
+    """Train (resuming from OUTPUT_DIR when it holds a checkpoint); returns timing and AP.
+
+    Before anything is written: the preflight, and the checkpoints read (`fresh`: start from
+    iteration 0 when none of them loads; see `find_resume_point`).
+    """
+    check_run(cfg, train=True, test=not skip_test)
+    point = find_resume_point(Path(cfg.OUTPUT_DIR), fresh=fresh)
     ctx = start_run(cfg, local_rank=local_rank)
+    start_from(point, ctx, fresh)
     datasets = prepare_training_data(cfg, ctx)
     class_names = list(datasets[0].class_names)
-    resume = find_resume_checkpoint(ctx.output_dir)
+    resume = point.checkpoint
     model = build_detector(cfg, len(class_names), genotypes, load_weights=resume is None)
     model.to(ctx.device)
     state = TrainState.build(model, cfg)
     start_iter = 0
     if resume is not None:
-        start_iter = state.load(resume[1], str(resume[0]))
-        log.info("resuming from %s at iteration %d", resume[0], start_iter)
+        start_iter = state.load(resume, str(point.path))
+        log.info("resuming from %s at iteration %d", point.path, start_iter)
     category_ids = [datasets[0].label_to_category_id[k] for k in range(1, len(class_names) + 1)]
     meta = checkpoint_meta(cfg, class_names, genotypes, CHECKPOINT_KIND, category_ids)
     if start_iter < cfg.SOLVER.MAX_ITER:
-        rng = resume[1]["rng"] if resume else None
+        rng = resume["rng"] if resume else None
         stats = _train_iterations(cfg, ctx, state, datasets, start_iter, meta, rng, use_tensorboard)
     else:
         stats = no_iterations()

@@ -1,4 +1,5 @@
-"""Turn per-image detections into COCO result records and write them to disk atomically."""
+"""Turn per-image detections into COCO result records and write them to disk atomically: the
+results json of `fad eval` (`bbox.json`) and `fad predict`'s `predictions.json`."""
 
 from __future__ import annotations
 
@@ -79,3 +80,27 @@ def write_results_json(results: Sequence[dict], path: str | os.PathLike) -> Path
     path = Path(path)
     atomic_write_text(path, json.dumps(list(results)))
     return path
+
+
+def write_predictions_json(
+    path: str | os.PathLike,
+    detections: Sequence[dict],
+    *,
+    images: int,
+    skipped: Sequence[dict[str, str]],
+) -> dict:
+    """Write `fad predict`'s predictions.json atomically and return what it holds.
+
+    The file is one object: `images` (how many were given), `predicted` (how many were read and
+    detected on), `skipped` (one `{"file_name", "error"}` per unreadable image) and
+    `detections` (COCO result records, `image_id` the image's position in the input, plus
+    `file_name` and `category_name`).
+    """
+    result = {
+        "images": images,
+        "predicted": images - len(skipped),
+        "skipped": list(skipped),
+        "detections": list(detections),
+    }
+    atomic_write_text(Path(path), json.dumps(result, indent=1))
+    return result

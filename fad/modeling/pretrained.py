@@ -26,6 +26,21 @@ def is_local_file(weight: str) -> bool:
     return bool(weight) and "://" not in weight and Path(weight).exists()
 
 
+def check_pretrained(weight: str) -> None:
+    """The checks on MODEL.WEIGHT that need no download: a local file must exist (a name with a
+    `.pth`/`.pt` suffix or a `/` is a local path) and must not be a caffe2 `.pkl` pickle."""
+    if not weight or "://" in weight:
+        return
+    path = Path(weight)
+    if path.exists() and path.suffix == ".pkl":
+        raise FadError(
+            f"MODEL.WEIGHT {weight}: caffe2 .pkl files are pickles and are not loaded; use "
+            "torchvision weights (e.g. ResNet50_Weights.IMAGENET1K_V1) or a .pth state dict"
+        )
+    if not path.exists() and (path.suffix in (".pth", ".pt") or "/" in weight):
+        raise FadError(f"MODEL.WEIGHT {weight}: file not found")
+
+
 def resolve_torchvision_weights(weight: str, arch: tuple[int, int, int]):
     """The torchvision weights enum member meant by `weight` for a backbone of `arch`.
 
@@ -92,14 +107,10 @@ def load_pretrained_backbone(backbone: nn.Module, weight: str, arch: tuple[int, 
     """
     if not weight:
         return
+    check_pretrained(weight)
     body = getattr(backbone, "body", backbone)
     target, whole = body, False
     if is_local_file(weight):
-        if Path(weight).suffix == ".pkl":
-            raise FadError(
-                f"MODEL.WEIGHT {weight}: caffe2 .pkl files are pickles and are not loaded; use "
-                "torchvision weights (e.g. ResNet50_Weights.IMAGENET1K_V1) or a .pth state dict"
-            )
         state = read_tensor_file(Path(weight), "MODEL.WEIGHT")
         if is_checkpoint(state):  # a fad checkpoint: its backbone, body and FPN
             prefix = "backbone." if target is not backbone else "backbone.body."
@@ -119,8 +130,6 @@ def load_pretrained_backbone(backbone: nn.Module, weight: str, arch: tuple[int, 
             state, source = fetch_torchvision_state_dict(weights), str(weights)
         else:
             source = weight
-    elif Path(weight).suffix in (".pth", ".pt") or "/" in weight and "://" not in weight:
-        raise FadError(f"MODEL.WEIGHT {weight}: file not found")
     else:
         weights = resolve_torchvision_weights(weight, arch)
         state, source = fetch_torchvision_state_dict(weights), str(weights)

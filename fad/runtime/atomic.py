@@ -15,10 +15,17 @@ from fad.runtime.errors import FadError
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Call `write(f)` on a temp file next to `path`, then move it over `path` atomically."""
+    """Call `write(f)` on a temp file next to `path`, then move it over `path` atomically.
+
+    Any OS error (a folder that cannot be made, no permission, a full disk) is a one-line
+    FadError naming `path`; the temp file is removed and `path` is left as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise FadError(f"could not write {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -31,11 +38,32 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     except BaseException:
         _remove_quietly(tmp)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def check_writable_folder(folder: Path, what: str) -> None:
+    """Raise a one-line FadError unless files can be created in `folder` (made later if missing).
+
+    Its nearest existing ancestor must be a folder in which a file can be created: a probe file
+    is created there and removed at once, so nothing is left behind. `what` names the folder in
+    the message (e.g. "OUTPUT_DIR").
+    """
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise FadError(f"{what} {folder}: {existing} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".fad-write-check.", suffix=".tmp", dir=existing)
+    except OSError as exc:
+        raise FadError(f"cannot write in {what} {folder}: {exc.strerror or exc}") from None
+    os.close(fd)
+    _remove_quietly(probe)
 
 
 def _remove_quietly(path: str) -> None:
@@ -45,7 +73,8 @@ def _remove_quietly(path: str) -> None:
         pass
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """fsync a folder, so a rename or a new file in it survives a crash (best effort)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:

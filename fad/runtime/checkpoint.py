@@ -12,8 +12,13 @@ from __future__ import annotations
 
 import io
 import logging
+import math
+import os
+import pickle
 import random
 import re
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,11 +27,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from fad.runtime.atomic import atomic_write, atomic_write_text
+from fad.runtime.atomic import atomic_write, atomic_write_text, fsync_dir
 from fad.runtime.errors import FadError
 
 log = logging.getLogger("fad")
 POINTER = "last_checkpoint"
+RESUME_KEYS = ("model", "optimizer", "scheduler", "iteration", "rng")  # what a resume reads
 _ITER_RE = re.compile(r"model_(\d+)\.pth$")
 
 
@@ -66,10 +72,40 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def non_finite_entry(data: Any, prefix: str = "") -> str | None:
+    """The dotted key of the first tensor or float in `data` (nested dicts, lists, tuples) that
+    holds a NaN or an Inf; None when every number is finite."""
+    if torch.is_tensor(data):
+        floating = data.is_floating_point() or data.is_complex()
+        return (prefix or "<tensor>") if floating and not torch.isfinite(data).all() else None
+    if isinstance(data, float):
+        return None if math.isfinite(data) else prefix or "<float>"
+    if isinstance(data, dict):
+        items = data.items()
+    elif isinstance(data, (list, tuple)):
+        items = enumerate(data)
+    else:
+        return None
+    for key, value in items:
+        found = non_finite_entry(value, f"{prefix}.{key}" if prefix else str(key))
+        if found is not None:
+            return found
+    return None
+
+
 def save_checkpoint(folder: Path, name: str, payload: dict[str, Any]) -> Path:
-    """Write `folder/name` atomically, then point `last_checkpoint` at it."""
+    """Write `folder/name` atomically, then point `last_checkpoint` at it.
+
+    A payload holding a non-finite tensor is refused (FadError) before anything is written: a
+    checkpoint is always one a run can go on from.
+    """
     folder = Path(folder)
     path = folder / name
+    bad = non_finite_entry(payload)
+    if bad is not None:
+        raise FadError(
+            f"not saving {path}: {bad} holds non-finite values; the last checkpoint is intact"
+        )
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     atomic_write(path, lambda f: f.write(buffer.getbuffer()))
@@ -129,15 +165,43 @@ class CheckpointMeta:
         )
 
 
+class UnreadableFileError(FadError):
+    """A file that cannot be loaded safely; `reason` says why, without the path."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+REFUSED = "holds objects other than tensors and plain data; refused for safety"
+
+
+def _load_problem(exc: Exception) -> str:
+    """Why torch.load failed, in our words: never PyTorch's advice to disable weights_only."""
+    text = str(exc)
+    if isinstance(exc, pickle.UnpicklingError) and "global" in text.lower():
+        return REFUSED
+    if isinstance(exc, pickle.UnpicklingError) or "weights_only" in text:
+        return "not a tensor file fad can read (corrupt, or a plain pickle)"
+    first = text.strip().splitlines()[0].split(". ")[0] if text.strip() else ""
+    return first or type(exc).__name__
+
+
 def read_tensor_file(path: Path, what: str = "checkpoint") -> Any:
-    """`torch.load(path, weights_only=True)` on the CPU; any failure is a one-line FadError."""
+    """`torch.load(path, weights_only=True)` on the CPU; any failure is a one-line
+    `UnreadableFileError` (a file holding code, e.g. a pickled object, is refused, never run)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. the pickle-protocol notes of refused files
+            return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise FadError(f"{what} not found: {path}") from None
+        raise UnreadableFileError(f"{what} not found: {path}", "not found") from None
     except Exception as exc:  # noqa: BLE001 - truncated, corrupt or unsafe files alike
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise FadError(f"cannot load {what} {path}: {first}") from None
+        reason = _load_problem(exc)
+        if reason == REFUSED:
+            message = f"{what} {path} {REFUSED} (fad never runs code from a weights file)"
+            raise UnreadableFileError(message, REFUSED) from None
+        raise UnreadableFileError(f"cannot load {what} {path}: {reason}", reason) from None
 
 
 def is_checkpoint(data: Any) -> bool:
@@ -146,22 +210,30 @@ def is_checkpoint(data: Any) -> bool:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a checkpoint with `weights_only=True`; an unreadable file is a FadError."""
+    """Load a checkpoint with `weights_only=True`; an unreadable file is an UnreadableFileError."""
     data = read_tensor_file(path)
     if not is_checkpoint(data):
-        raise FadError(f"{path} is not a fad checkpoint (no 'model' entry)")
+        reason = "not a fad checkpoint (no 'model' entry)"
+        raise UnreadableFileError(f"{path} is {reason}", reason)
     return data
+
+
+def _pointed_name(folder: Path) -> str | None:
+    """The file name `last_checkpoint` points to; None when there is no readable pointer."""
+    try:
+        name = (folder / POINTER).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return Path(name).name if name else None
 
 
 def candidate_checkpoints(folder: Path) -> list[Path]:
     """Checkpoints in `folder`, newest first: the pointed-to one, then by iteration, final last."""
     folder = Path(folder)
     found: list[Path] = []
-    pointer = folder / POINTER
-    if pointer.is_file():
-        name = pointer.read_text(encoding="utf-8").strip()
-        if name and (folder / Path(name).name).is_file():
-            found.append(folder / Path(name).name)
+    name = _pointed_name(folder)
+    if name and (folder / name).is_file():
+        found.append(folder / name)
     numbered = sorted(
         (p for p in folder.glob("model_*.pth") if _ITER_RE.search(p.name)),
         key=lambda p: int(_ITER_RE.search(p.name).group(1)),
@@ -174,14 +246,91 @@ def candidate_checkpoints(folder: Path) -> list[Path]:
     return found
 
 
-def find_resume_checkpoint(folder: Path) -> tuple[Path, dict[str, Any]] | None:
-    """The newest checkpoint in `folder` that loads; unreadable ones are skipped with a warning."""
+def _loaded_candidates(folder: Path) -> Iterator[tuple[Path, dict[str, Any] | None, str]]:
+    """(path, checkpoint, "") for each candidate newest first, or (path, None, why) when it
+    cannot be loaded."""
     for path in candidate_checkpoints(folder):
         try:
-            return path, load_checkpoint(path)
-        except FadError as exc:
-            log.warning("skipping unreadable checkpoint: %s", exc)
+            yield path, load_checkpoint(path), ""
+        except UnreadableFileError as exc:
+            yield path, None, exc.reason
+
+
+def find_resume_checkpoint(folder: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint in `folder` that loads; unreadable ones are skipped with a warning
+    (read-only: runs resume through `find_resume_point`, which also keeps them from harm)."""
+    for path, ckpt, why in _loaded_candidates(folder):
+        if ckpt is not None:
+            return path, ckpt
+        log.warning("skipping unreadable checkpoint %s: %s", path, why)
     return None
+
+
+@dataclass
+class ResumePoint:
+    """Where a run starts: the newest checkpoint that loads (None: iteration 0), and the files
+    that could not be read (newer checkpoints, a garbled pointer), to be moved aside before the
+    run writes anything, so that it never overwrites them."""
+
+    path: Path | None
+    checkpoint: dict[str, Any] | None
+    unreadable: list[tuple[Path, str]]
+
+    def set_aside(self) -> None:
+        """Rename every unreadable file to `NAME.unreadable-<n>` (main process only), logged."""
+        for path, why in self.unreadable:
+            aside = move_aside(path)
+            log.warning("moved unreadable checkpoint %s aside to %s (%s)", path, aside, why)
+
+
+def find_resume_point(folder: Path, *, fresh: bool = False) -> ResumePoint:
+    """Read the checkpoints of `folder`, newest first, and decide where a run starts. Writes
+    nothing (call `ResumePoint.set_aside` once the run has started).
+
+    If checkpoints exist but none loads, this is a FadError listing each and why, unless `fresh`
+    (start from iteration 0). With `fresh`, a checkpoint that does load is a FadError too: a
+    fresh start would overwrite it.
+    """
+    folder = Path(folder)
+    unreadable: list[tuple[Path, str]] = []
+    pointer = folder / POINTER
+    if pointer.is_file() and _pointed_name(folder) is None:
+        unreadable.append((pointer, "not a readable pointer"))
+    failed: list[tuple[Path, str]] = []
+    for path, ckpt, why in _loaded_candidates(folder):
+        missing = [key for key in RESUME_KEYS if ckpt is not None and key not in ckpt]
+        if missing:  # e.g. a weights file copied in: it loads, but holds no run to go on with
+            ckpt, why = None, f"not a resumable checkpoint (no {', '.join(missing)})"
+        if ckpt is None:
+            failed.append((path, why))
+            continue
+        if fresh:
+            raise FadError(
+                f"--fresh: {path} loads (iteration {ckpt.get('iteration')}) and a fresh start "
+                "would overwrite it; resume without --fresh, or pick another OUTPUT_DIR"
+            )
+        return ResumePoint(path, ckpt, unreadable + failed)
+    if failed and not fresh:
+        listed = "; ".join(f"{path.name} ({why})" for path, why in failed)
+        raise FadError(
+            f"no checkpoint in {folder} loads: {listed}; replace them with loadable ones, or run "
+            "with --fresh to start from iteration 0 (they are then moved aside, not deleted)"
+        )
+    return ResumePoint(None, None, unreadable + failed)
+
+
+def move_aside(path: Path) -> Path:
+    """Rename `path` to `NAME.unreadable-<n>` (the first free n) in the same folder."""
+    path = Path(path)
+    n = 1
+    while (aside := path.with_name(f"{path.name}.unreadable-{n}")).exists():
+        n += 1
+    try:
+        os.rename(path, aside)
+    except OSError as exc:
+        raise FadError(f"could not move {path} aside to {aside}: {exc.strerror or exc}") from None
+    fsync_dir(path.parent)
+    return aside
 
 
 def load_optimizer_state(

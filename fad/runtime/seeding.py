@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 SEED_STRIDE = 1_000_003  # a prime: derived seeds of nearby SEEDs and indices do not collide
+MAX_SEED = 2**31 - 1  # SEED + rank seeds NumPy (< 2**32); derived seeds stay far below 2**63
 
 
 def derive_seed(seed: int, index: int) -> int:

@@ -19,17 +19,24 @@ from typing import Any
 from yacs.config import CfgNode as CN
 
 from fad.engine.loop import LoopHooks, no_iterations, run_loop
+from fad.engine.preflight import check_run
 from fad.engine.run import (
     RunContext,
     open_tensorboard,
     prepare_training_data,
+    start_from,
     start_run,
     train_loader_options,
 )
 from fad.engine.trained import checkpoint_meta
 from fad.errors import FadError
 from fad.modeling.build import build_detector
-from fad.runtime.checkpoint import find_resume_checkpoint, save_checkpoint, set_rng_state
+from fad.runtime.checkpoint import (
+    ResumePoint,
+    find_resume_point,
+    save_checkpoint,
+    set_rng_state,
+)
 from fad.runtime.distributed import check_same_across_processes, is_main_process, wrap_ddp
 from fad.search.architect import Architect
 from fad.search.outputs import current_genotypes, write_search_outputs
@@ -48,20 +55,21 @@ def _check_search_config(cfg: CN) -> None:
         raise FadError("fad search needs MODEL.FAD.SEARCH True in the config (got False)")
 
 
-def _resume_checkpoint(folder: Path, required: bool) -> tuple[Path, dict[str, Any]] | None:
-    found = find_resume_checkpoint(folder)
-    if found is None:
+def _resume_point(folder: Path, required: bool, fresh: bool) -> ResumePoint:
+    if required and fresh:
+        raise FadError("--resume and --fresh contradict each other; give one of them")
+    point = find_resume_point(folder, fresh=fresh)
+    if point.checkpoint is None:
         if required:
             raise FadError(f"--resume: no loadable checkpoint in {folder}")
-        return None
-    path, ckpt = found
-    kind = ckpt.get("meta", {}).get("kind")
-    if kind != CHECKPOINT_KIND or "alpha_optimizer" not in ckpt:
+        return point
+    kind = point.checkpoint.get("meta", {}).get("kind")
+    if kind != CHECKPOINT_KIND or "alpha_optimizer" not in point.checkpoint:
         raise FadError(
-            f"{path} is a {kind or 'non-search'} checkpoint, not a search one; "
+            f"{point.path} is a {kind or 'non-search'} checkpoint, not a search one; "
             "pick another OUTPUT_DIR for the search"
         )
-    return found
+    return point
 
 
 def run_search(
@@ -70,23 +78,30 @@ def run_search(
     use_tensorboard: bool = False,
     resume: bool = False,
     local_rank: int | None = None,
+    fresh: bool = False,
 ) -> dict[str, Any]:
-    """Search (resuming from OUTPUT_DIR when it holds a checkpoint); returns the report."""
+    """Search (resuming from OUTPUT_DIR when it holds a checkpoint); returns the report.
+
+    `resume`: a loadable checkpoint is required; `fresh`: start from iteration 0 when none of
+    the checkpoints loads (see `fad.runtime.checkpoint.find_resume_point`).
+    """
     wall_start = time.perf_counter()
     _check_search_config(cfg)
+    check_run(cfg, train=True, test=False)
+    point = _resume_point(Path(cfg.OUTPUT_DIR), resume, fresh)
     ctx = start_run(cfg, local_rank=local_rank)
+    start_from(point, ctx, fresh)
     reset_peak_memory(ctx.device)
     datasets = prepare_training_data(cfg, ctx)
     class_names = list(datasets[0].class_names)
-    found = _resume_checkpoint(ctx.output_dir, resume)
-    model = build_detector(cfg, len(class_names), None, load_weights=found is None)
+    model = build_detector(cfg, len(class_names), None, load_weights=point.checkpoint is None)
     model.to(ctx.device)
     current_genotypes(model)  # both towers searched, before any heavy work
     state = SearchState.build(model, cfg)
     start_iter = 0
-    if found is not None:
-        start_iter = state.load(found[1], str(found[0]))
-        log.info("resuming the search from %s at iteration %d", found[0], start_iter)
+    if point.checkpoint is not None:
+        start_iter = state.load(point.checkpoint, str(point.path))
+        log.info("resuming the search from %s at iteration %d", point.path, start_iter)
     else:
         state.history.record(model, 0, checkpoint=True)
     max_iter = cfg.SOLVER.MAX_ITER
@@ -99,9 +114,16 @@ def run_search(
     stats = no_iterations()
     images_per_iter = 2 * cfg.SOLVER.IMS_PER_BATCH  # a weight batch and an alpha batch
     if start_iter < max_iter:
-        ckpt = found[1] if found is not None else None
         stats = _search_iterations(
-            cfg, ctx, state, datasets, save, start_iter, ckpt, use_tensorboard, images_per_iter
+            cfg,
+            ctx,
+            state,
+            datasets,
+            save,
+            start_iter,
+            point.checkpoint,
+            use_tensorboard,
+            images_per_iter,
         )
     else:
         log.info("already searched to iteration %d", start_iter)

@@ -10,10 +10,11 @@ import torch
 from torch import Tensor, nn
 
 from fad.engine.loop import Step
-from fad.engine.step import WeightStep, check_finite, prepare_batch
+from fad.engine.step import WeightStep, check_finite, check_finite_params, prepare_batch
 from fad.search.architect import Architect
 from fad.search.history import AlphaHistory, mean_entropy
 from fad.search.streams import ALPHA_SEED_OFFSET
+from fad.search_space.towers import named_alphas
 
 log = logging.getLogger("fad")
 LOG_PERIOD = 20  # progress line, TensorBoard and alpha history every this many iterations
@@ -41,11 +42,13 @@ def make_search_step(
     ``net`` is the model (or its DDP wrapper) for the weight step (training's `WeightStep`, its
     clipping leaving out alphas that SOLVER.SEARCH.ALPHAS_IN_WEIGHT_STEP put in the optimizer,
     as the released code); non-finite losses or gradient norms stop the run before the
-    corresponding optimizer step.
+    corresponding optimizer step, and alphas or weights made non-finite by a step stop it before
+    anything saves them.
     """
     alpha_ids = {id(a) for a in architect.alphas}
     params = [p for g in optimizer.param_groups for p in g["params"] if id(p) not in alpha_ids]
     weight_step = WeightStep(net, optimizer, scheduler, device, clip_grad=clip_grad, clipped=params)
+    named = named_alphas(architect.model)
 
     def check_alpha(iteration: int) -> Callable[[Tensor, Tensor], None]:
         def check(loss: Tensor, norm: Tensor) -> None:
@@ -62,6 +65,7 @@ def make_search_step(
         alpha_loss = None
         if iteration >= warmup_iters:
             alpha_loss = architect.step(alpha_batch, weight_batch, check=check_alpha(iteration))
+            check_finite_params(iteration, named, device, "alphas", "alpha step")
         losses = weight_step(iteration, weight_batch)
         if after_iteration is not None:
             after_iteration(iteration, alpha_loss)

@@ -24,6 +24,9 @@ from fad.search_space.ops import NONE, OP_SPECS, unknown_name_error
 EDGES_PER_NODE = 2
 INPUT_NODES = 2
 ROLES = ("box", "cls")
+MAX_LINE_CHARS = 10_000  # a 3-node line is ~250 characters; 40 nodes still fit
+MAX_NESTING = 8  # Genotype( [ [ ( is 4 deep
+MAX_FILE_BYTES = 1_000_000
 
 
 @dataclass(frozen=True, eq=True, repr=False)
@@ -95,10 +98,13 @@ class _Grammar:
         return FadError(f"{self.where}: malformed genotype, {what}: {piece}")
 
     def genotype(self) -> Genotype:
+        self._check_size()
         try:
             tree = ast.parse(self.text, mode="eval")
         except (SyntaxError, ValueError) as exc:
             raise self.fail(f"not valid syntax ({getattr(exc, 'msg', exc)})") from None
+        except (RecursionError, MemoryError):  # e.g. a long chain of unary operators
+            raise self.fail("too deeply nested") from None
         call = tree.body
         if not (isinstance(call, ast.Call) and self._is_name(call.func, "Genotype")):
             raise self.fail("expected Genotype(normal=..., normal_concat=...)", call)
@@ -113,6 +119,16 @@ class _Grammar:
             raise self.fail("expected both normal= and normal_concat=", call)
         normal = [self._node(n) for n in self._list(fields["normal"], "a list of nodes")]
         return Genotype(normal=normal, normal_concat=self._range(fields["normal_concat"]))
+
+    def _check_size(self) -> None:
+        """Bound the parser's input: its length, and how deep brackets nest."""
+        if len(self.text) > MAX_LINE_CHARS:
+            raise self.fail(f"longer than {MAX_LINE_CHARS} characters")
+        depth = 0
+        for char in self.text:
+            depth += (char in "([{") - (char in ")]}")
+            if depth > MAX_NESTING:
+                raise self.fail(f"brackets nested deeper than {MAX_NESTING}")
 
     @staticmethod
     def _is_name(node: ast.AST, name: str) -> bool:
@@ -170,6 +186,11 @@ def parse_genotype(
 def read_genotype_file(path: str | os.PathLike[str]) -> dict[str, Genotype]:
     """Read a genotype file: {"box": line 1, "cls": line 2}; blank and ``#`` lines skipped."""
     try:
+        size = Path(path).stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise FadError(
+                f"{path}: {size} bytes, larger than a genotype file can be ({MAX_FILE_BYTES})"
+            )
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise FadError(f"{path}: cannot read genotype file: {exc}") from None

@@ -81,9 +81,12 @@ def test_eval_mode_keeps_every_image_and_a_clean_ground_truth(tmp_path):
     assert ds[1][1]["boxes"].shape == (0, 4) and ds[1][1]["labels"].shape == (0,)
     assert ds.report["empty_images"] == 2 and "kept" in ds.report_text()
     gt = ds.coco
-    # crowd, tiny and partly outside boxes stay ground truth; NaN, negative, entirely outside,
-    # unknown category and duplicate ids do not
-    assert sorted(gt.getAnnIds()) == [1, 2, 3, 5, 9]
+    # the ground truth is what the report describes: good and partly outside (clipped) boxes,
+    # crowd boxes as ignore regions; tiny, NaN, negative, entirely outside, unknown category and
+    # duplicate ids are dropped
+    assert sorted(gt.getAnnIds()) == [1, 2, 5, 9]
+    assert gt.loadAnns(5)[0]["bbox"] == [30, 20, 10, 10]
+    assert "2 crowd kept as ignore regions" in ds.report_text()
     assert all("area" in a and "iscrowd" in a for a in gt.loadAnns(gt.getAnnIds()))
     assert sorted(gt.getImgIds()) == [10, 20, 30]
 
@@ -93,8 +96,7 @@ def test_ground_truth_scores_perfect_detections_as_ap_one(tmp_path):
     ds = COCODetection(img_dir, ann_file, train=False)
     dets = [
         {"image_id": 10, "category_id": 5, "bbox": [2, 3, 10, 8], "score": 0.9},
-        {"image_id": 10, "category_id": 2, "bbox": [30, 20, 20, 20], "score": 0.8},
-        {"image_id": 10, "category_id": 2, "bbox": [5, 5, 0.5, 10], "score": 0.7},
+        {"image_id": 10, "category_id": 2, "bbox": [30, 20, 10, 10], "score": 0.8},  # clipped
         {"image_id": 10, "category_id": 2, "bbox": [1, 1, 38, 28], "score": 0.6},  # on crowd
     ]
     with contextlib.redirect_stdout(io.StringIO()):

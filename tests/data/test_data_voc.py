@@ -95,7 +95,7 @@ def test_coco_ground_truth_ignores_difficult(voc_dir):
     ]
     dets = [
         {"image_id": 0, "category_id": 12, "bbox": [0, 0, 10, 20], "score": 0.9},
-        {"image_id": 0, "category_id": 15, "bbox": [39, 29, 21, 16], "score": 0.9},
+        {"image_id": 0, "category_id": 15, "bbox": [39, 29, 11, 11], "score": 0.9},  # clipped
         {"image_id": 1, "category_id": 3, "bbox": [2, 2, 7, 7], "score": 0.95},  # on difficult
     ]
     with contextlib.redirect_stdout(io.StringIO()):

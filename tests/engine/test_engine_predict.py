@@ -21,7 +21,7 @@ def test_predict_folder_writes_pictures_and_json(tiny_trained, tiny_shapes, tmp_
     assert [p.name for p in pictures] == [p.name for p in sources]
     for src, pic in zip(sources, pictures):
         assert Image.open(src).size == Image.open(pic).size
-    records = json.loads((out / "predictions.json").read_text())
+    records = json.loads((out / "predictions.json").read_text())["detections"]
     assert records, "an untrained detector with threshold 0 still returns boxes"
     names = {"circle", "square", "triangle", "star", "cross"}
     for r in records:

@@ -34,6 +34,26 @@ def fast_opts(tiny_opts) -> list[str]:
 
 
 @pytest.fixture
+def no_heavy_work(monkeypatch):
+    """Fail the test if data is loaded or generated, or a model is built: the checks under test
+    must come first."""
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("heavy work started before the input was checked")
+
+    for target in (
+        "fad.data.build.build_datasets",
+        "fad.engine.run.build_datasets",
+        "fad.engine.evaluate.build_datasets",
+        "fad.data.catalog.ensure_shapes",
+        "fad.modeling.build.build_detector",
+        "fad.engine.train.build_detector",
+        "fad.engine.trained.build_detector",
+    ):
+        monkeypatch.setattr(target, forbidden)
+
+
+@pytest.fixture
 def shapes_copy(tiny_shapes, tmp_path) -> dict[str, Path | str]:
     """A private copy of the tiny shapes set: folders, json files and '@' names."""
     root = tmp_path / "shapes_copy"

@@ -24,24 +24,6 @@ BAD = [
 ]
 
 
-@pytest.fixture
-def no_heavy_work(monkeypatch):
-    """Fail the test if data is loaded or a model is built."""
-
-    def forbidden(*args, **kwargs):
-        raise AssertionError("heavy work started before the config was checked")
-
-    for target in (
-        "fad.data.build.build_datasets",
-        "fad.engine.run.build_datasets",
-        "fad.engine.evaluate.build_datasets",
-        "fad.modeling.build.build_detector",
-        "fad.engine.train.build_detector",
-        "fad.engine.trained.build_detector",
-    ):
-        monkeypatch.setattr(target, forbidden)
-
-
 def _run(command: str, shapes_config, opts, capsys) -> tuple[int, str]:
     code = main([command, "--config-file", str(shapes_config), *opts])
     return code, capsys.readouterr().err

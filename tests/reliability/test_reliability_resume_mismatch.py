@@ -24,6 +24,11 @@ def _foreign_checkpoint(shapes_config, opts, *changes) -> Path:
     cfg = load_config(shapes_config, list(opts) + list(changes))
     model = build_detector(cfg, 5, load_weights=False)
     payload = {"model": model.state_dict(), "iteration": 2}
+    payload |= {
+        "optimizer": {},
+        "scheduler": {},
+        "rng": {},
+    }  # resumable: the model is checked first
     return save_checkpoint(Path(cfg.OUTPUT_DIR), "model_0000002.pth", payload)
 
 
