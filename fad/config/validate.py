@@ -10,6 +10,7 @@ from fad.solver import OPTIMIZERS
 CONV_BODIES = ("R-18", "R-34", "R-50", "R-101", "R-152")
 WARMUP_METHODS = ("constant", "linear")
 BACKBONE_NORMS = ("FrozenBN", "BN", "GN")
+IOU_LOSS_TYPES = ("iou", "linear_iou", "giou")
 
 
 def conv_body_depth(conv_body: str) -> int:
@@ -21,6 +22,61 @@ def conv_body_depth(conv_body: str) -> int:
             + ", ".join(f"{b}-FPN-RETINANET" for b in CONV_BODIES)
         )
     return int(head[2:])
+
+
+# Keys of the original for parts fad does not have: accepted only at the value that means "off"
+# (key -> (accepted value, what another value would need)).
+UNSUPPORTED_VALUES: dict[str, tuple[object, str]] = {
+    "MODEL.RETINANET_ON": (False, "fad has no RetinaNet yet"),
+    "MODEL.FCOS_ON": (True, "fad's detector is FCOS"),
+    "MODEL.RPN_ONLY": (True, "fad's detectors are one-stage"),
+    "MODEL.MASK_ON": (False, "fad has no mask head"),
+    "MODEL.KEYPOINT_ON": (False, "fad has no keypoint head"),
+    "MODEL.CLS_AGNOSTIC_BBOX_REG": (False, "FCOS regresses one box per location"),
+    "MODEL.RESNETS.RES5_DILATION": (1, "fad's ResNets have no dilated res5"),
+    "MODEL.RESNETS.STEM_OUT_CHANNELS": (64, "torchvision's ResNet stems have 64 channels"),
+    "MODEL.RESNETS.STAGE_WITH_DCN": (
+        (False, False, False, False),
+        "fad has no deformable convolutions",
+    ),
+    "MODEL.RESNETS.WITH_MODULATED_DCN": (False, "fad has no deformable convolutions"),
+    "MODEL.FCOS.USE_DCN_IN_TOWER": (False, "fad has no deformable convolutions"),
+    "MODEL.FPN.USE_GN": (False, "torchvision's FPN has no GroupNorm"),
+    "MODEL.FPN.USE_RELU": (False, "torchvision's FPN has no ReLU"),
+}
+TORCHVISION_PRETRAINED = ("catalog://", "torchvision://", "ResNet", "ResNeXt", "http")
+
+
+def _check_unsupported(cfg: CN) -> None:
+    for key, (accepted, reason) in UNSUPPORTED_VALUES.items():
+        value = cfg
+        for part in key.split("."):
+            value = value[part]
+        if isinstance(accepted, tuple):
+            value = tuple(value)
+        _check(
+            value == accepted,
+            f"{key} {value!r} is not supported: {reason} (only {accepted!r} is accepted)",
+        )
+
+
+def _check_pixels(inp: CN, weight: str) -> None:
+    """INPUT.TO_BGR255 feeds caffe2-style BGR 0..255 pixels: the statistics must match, and
+    torchvision's ImageNet weights (RGB in [0, 1]) cannot take them."""
+    if not inp.TO_BGR255:
+        return
+    _check(
+        max(inp.PIXEL_MEAN) > 1.0,
+        "INPUT.TO_BGR255 True feeds BGR pixels in 0..255, but INPUT.PIXEL_MEAN "
+        f"{tuple(inp.PIXEL_MEAN)} are statistics of [0, 1] RGB; set the caffe2 values, e.g. "
+        "INPUT.PIXEL_MEAN (102.9801, 115.9465, 122.7717) INPUT.PIXEL_STD (1.0, 1.0, 1.0)",
+    )
+    _check(
+        not weight.startswith(TORCHVISION_PRETRAINED),
+        f"INPUT.TO_BGR255 True with MODEL.WEIGHT {weight!r}: fad's pretrained backbones are "
+        "torchvision's, trained on RGB in [0, 1] normalised by ImageNet statistics; set "
+        "INPUT.TO_BGR255 False and the default INPUT.PIXEL_MEAN / PIXEL_STD",
+    )
 
 
 def _check(ok: bool, message: str) -> None:
@@ -89,6 +145,9 @@ def validate_config(cfg: CN, *, world_size: int = 1) -> None:
     )
     _check(0 <= inp.HORIZONTAL_FLIP_PROB_TRAIN <= 1, "INPUT.HORIZONTAL_FLIP_PROB_TRAIN in [0, 1]")
 
+    _check_pixels(inp, cfg.MODEL.WEIGHT)
+    _check_unsupported(cfg)
+
     m = cfg.MODEL
     conv_body_depth(m.BACKBONE.CONV_BODY)
     _check(
@@ -114,8 +173,13 @@ def validate_config(cfg: CN, *, world_size: int = 1) -> None:
     _check(0 < m.FCOS.PRIOR_PROB < 1, "MODEL.FCOS.PRIOR_PROB must be in (0, 1)")
     _check(m.FCOS.NUM_CONVS >= 1, "MODEL.FCOS.NUM_CONVS must be >= 1")
     _check(
-        m.FCOS.IOU_LOSS_TYPE in ("giou", "iou"),
-        f"MODEL.FCOS.IOU_LOSS_TYPE must be 'giou' or 'iou', got {m.FCOS.IOU_LOSS_TYPE!r}",
+        m.FCOS.IOU_LOSS_TYPE in IOU_LOSS_TYPES,
+        f"MODEL.FCOS.IOU_LOSS_TYPE must be one of {IOU_LOSS_TYPES}, got {m.FCOS.IOU_LOSS_TYPE!r}",
+    )
+    _check(
+        m.FCOS.CENTER_SAMPLING_RADIUS >= 0,
+        "MODEL.FCOS.CENTER_SAMPLING_RADIUS must be >= 0 (0: no centre sampling), "
+        f"got {m.FCOS.CENTER_SAMPLING_RADIUS}",
     )
     for tower in ("BOX", "CLS"):
         for field in ("NUM_CELLS", "NUM_NODES"):

@@ -116,14 +116,6 @@ def train(
     ctx = start_run(cfg, local_rank=local_rank)
     datasets = prepare_training_run(cfg, ctx)
     class_names = list(datasets[0].class_names)
-    if cfg.MODEL.FCOS.NUM_CLASSES - 1 != len(class_names):
-        log.info(
-            "MODEL.FCOS.NUM_CLASSES %d does not match the %d classes of %s: using %d + 1",
-            cfg.MODEL.FCOS.NUM_CLASSES,
-            len(class_names),
-            cfg.DATASETS.TRAIN[0],
-            len(class_names),
-        )
     resume = find_resume_checkpoint(ctx.output_dir)
     model = build_detector(cfg, len(class_names), genotypes, load_weights=resume is None)
     model.to(ctx.device)

@@ -79,6 +79,32 @@ def train_min_sizes(cfg: CN) -> tuple[int, ...]:
     return tuple(cfg.INPUT.MIN_SIZE_TRAIN)
 
 
+def logit_classes(cfg: CN, num_classes: int) -> int:
+    """The number of class logits: MODEL.FCOS.NUM_CLASSES - 1, as the original (which counts the
+    background), for data of `num_classes` object classes.
+
+    More logits than classes is what the original did when searching on VOC with COCO's 81: the
+    extra logits are trained as negatives everywhere and never reported. Fewer is an error.
+    """
+    configured = cfg.MODEL.FCOS.NUM_CLASSES - 1
+    if configured < num_classes:
+        raise FadError(
+            f"MODEL.FCOS.NUM_CLASSES {cfg.MODEL.FCOS.NUM_CLASSES} (object classes + background) "
+            f"is too small for the {num_classes} classes of the data; set it to {num_classes + 1}"
+        )
+    if configured > num_classes:
+        log.warning(
+            "MODEL.FCOS.NUM_CLASSES %d gives %d class logits for %d classes (as the original): "
+            "the other %d are trained as background and never reported; set it to %d to drop them",
+            cfg.MODEL.FCOS.NUM_CLASSES,
+            configured,
+            num_classes,
+            configured - num_classes,
+            num_classes + 1,
+        )
+    return configured
+
+
 def build_detector(
     cfg: CN,
     num_classes: int,
@@ -86,7 +112,8 @@ def build_detector(
     *,
     load_weights: bool = True,
 ) -> FCOSDetector:
-    """FCOS with the towers the config (and genotypes) call for; `num_classes` excludes background.
+    """FCOS with the towers the config (and genotypes) call for, for `num_classes` object classes
+    (see `logit_classes` for MODEL.FCOS.NUM_CLASSES).
 
     `load_weights` loads MODEL.WEIGHT into the backbone (off when a full checkpoint follows).
     """
@@ -107,9 +134,11 @@ def build_detector(
         box_tower,
         cls_tower,
         in_channels=cfg.MODEL.RESNETS.BACKBONE_OUT_CHANNELS,
-        num_classes=num_classes,
+        num_classes=logit_classes(cfg, num_classes),
         num_levels=len(cfg.MODEL.FCOS.FPN_STRIDES),
         prior_prob=cfg.MODEL.FCOS.PRIOR_PROB,
+        norm_reg_targets=cfg.MODEL.FCOS.NORM_REG_TARGETS,
+        centerness_on_reg=cfg.MODEL.FCOS.CENTERNESS_ON_REG,
     )
     inp = cfg.INPUT
     transform = TrainTestTransform(
@@ -120,13 +149,16 @@ def build_detector(
         inp.PIXEL_MEAN,
         inp.PIXEL_STD,
         size_divisible=cfg.DATALOADER.SIZE_DIVISIBILITY,
+        to_bgr255=inp.TO_BGR255,
     )
     f = cfg.MODEL.FCOS
     return FCOSDetector(
         backbone,
         head,
         transform,
+        strides=f.FPN_STRIDES,
         center_sampling_radius=f.CENTER_SAMPLING_RADIUS,
+        norm_reg_targets=f.NORM_REG_TARGETS,
         score_thresh=f.INFERENCE_TH,
         nms_thresh=f.NMS_TH,
         detections_per_img=cfg.TEST.DETECTIONS_PER_IMG,
@@ -134,4 +166,5 @@ def build_detector(
         focal_alpha=f.LOSS_ALPHA,
         focal_gamma=f.LOSS_GAMMA,
         iou_loss_type=f.IOU_LOSS_TYPE,
+        reported_classes=num_classes,
     )

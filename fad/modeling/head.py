@@ -36,6 +36,9 @@ class FCOSHead(nn.Module):
         in_channels: W, the FPN width.
         num_classes: object classes (no background).
         num_levels: FPN levels (one Scale each).
+        norm_reg_targets: regress ltrb in units of the stride, relu(scale * x) (the imprv
+            variant); False: in pixels, exp(scale * x) (plain FCOS).
+        centerness_on_reg: centerness from the box feature (imprv); False: from the cls feature.
     """
 
     def __init__(
@@ -46,8 +49,13 @@ class FCOSHead(nn.Module):
         num_classes: int,
         num_levels: int = 5,
         prior_prob: float = 0.01,
+        *,
+        norm_reg_targets: bool = True,
+        centerness_on_reg: bool = True,
     ) -> None:
         super().__init__()
+        self.norm_reg_targets = norm_reg_targets
+        self.centerness_on_reg = centerness_on_reg
         self.box_tower = box_tower
         self.cls_tower = cls_tower
         self.cls_logits = nn.Conv2d(in_channels, num_classes, 3, padding=1)
@@ -60,16 +68,19 @@ class FCOSHead(nn.Module):
         nn.init.constant_(self.cls_logits.bias, -math.log((1 - prior_prob) / prior_prob))
 
     def forward(self, features: list[Tensor]) -> dict[str, Tensor]:
-        """FPN levels -> `cls_logits` [N, HW, K], `bbox_regression` [N, HW, 4] (ltrb / stride,
-        non-negative) and `bbox_ctrness` [N, HW, 1], levels concatenated in order."""
+        """FPN levels -> `cls_logits` [N, HW, K], `bbox_regression` [N, HW, 4] (ltrb distances,
+        non-negative, per stride or in pixels) and `bbox_ctrness` [N, HW, 1], levels
+        concatenated in order."""
         cls_logits, bbox_regression, ctrness = [], [], []
         for level, feature in enumerate(features):
             box_feature = self.box_tower(feature)
             cls_feature = self.cls_tower(feature, box_feature)
-            regression = torch.relu(self.scales[level](self.bbox_pred(box_feature)))
+            regression = self.scales[level](self.bbox_pred(box_feature))
+            regression = torch.relu(regression) if self.norm_reg_targets else torch.exp(regression)
+            ctr_feature = box_feature if self.centerness_on_reg else cls_feature
             cls_logits.append(_flatten(self.cls_logits(cls_feature)))
             bbox_regression.append(_flatten(regression))
-            ctrness.append(_flatten(self.centerness(box_feature)))
+            ctrness.append(_flatten(self.centerness(ctr_feature)))
         return {
             "cls_logits": torch.cat(cls_logits, dim=1),
             "bbox_regression": torch.cat(bbox_regression, dim=1),

@@ -110,10 +110,12 @@ class Architect:
                     )
 
     def _weight_groups(self) -> Iterator[tuple[Tensor, dict[str, Any]]]:
-        """(parameter, its SGD group) for every weight the weights' optimizer updates."""
+        """(parameter, its SGD group) for every weight the weights' optimizer updates (alphas
+        excepted, should the optimizer hold them too)."""
+        alpha_ids = {id(a) for a in self.alphas}
         for group in self.weights_optimizer.param_groups:
             for p in group["params"]:
-                if p.requires_grad:
+                if p.requires_grad and id(p) not in alpha_ids:
                     yield p, group
 
     @contextlib.contextmanager

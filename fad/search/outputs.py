@@ -3,7 +3,8 @@
 - ``genotype.log``: the derived box line then cls line (atomic; what ``fad train
   --genotype-file`` reads).
 - ``alpha_history.json`` and ``alphas.log``: the softmaxed alphas (atomic).
-- ``plots/<role>/iter_<iteration>.{gv,png,svg}``: a picture of each derived cell
+- ``plots/<role>/iter_<iteration>.{gv,png,svg}``: a picture of each derived cell (graphviz, or
+  matplotlib where graphviz's ``dot`` is missing)
   (``plots/<role>/final.*`` at the end).
 - ``plots/alpha_history_<role>.{png,svg}``: how each op's weight evolved per edge.
 """
@@ -20,7 +21,7 @@ from fad.search.history import AlphaHistory
 from fad.search_space.genotype import ROLES, Genotype, write_genotype_file
 from fad.search_space.towers import derive_genotypes
 from fad.viz.alpha_plot import plot_alpha_history
-from fad.viz.genotype_plot import dot_available, plot_genotype
+from fad.viz.genotype_plot import INSTALL_HINT, dot_available, plot_genotype
 
 log = logging.getLogger("fad")
 GENOTYPE_FILE = "genotype.log"
@@ -58,5 +59,5 @@ def write_search_outputs(
             plot_genotype(genotype, folder / PLOTS / role / name, caption)
         plot_alpha_history(history.state_dict(), role, folder / PLOTS / f"alpha_history_{role}")
     if not dot_available():
-        log.warning("graphviz's `dot` is missing: cell pictures written as .gv sources only")
+        log.info(INSTALL_HINT)
     return genotypes

@@ -17,7 +17,13 @@ from fad.solver import build_optimizer, build_scheduler
 
 
 def build_weight_optimizer(model: nn.Module, solver: CN) -> torch.optim.Optimizer:
-    """The weights' optimizer of training (SOLVER.OPTIMIZER, bias groups), alphas left out."""
+    """The weights' optimizer of training (SOLVER.OPTIMIZER, bias groups), alphas left out.
+
+    With SOLVER.SEARCH.ALPHAS_IN_WEIGHT_STEP (the released FAD code) the alphas are in it too,
+    with the weights' lr and decay: they also move on the weight batch's loss.
+    """
+    if solver.SEARCH.ALPHAS_IN_WEIGHT_STEP:
+        return build_optimizer(model.named_parameters(), solver)
     alpha_ids = {id(p) for _, p in named_alphas(model)}
     return build_optimizer(
         ((n, p) for n, p in model.named_parameters() if id(p) not in alpha_ids), solver

@@ -46,7 +46,10 @@ def make_search_step(
     ``net`` is the model (or its DDP wrapper) for the weight step; non-finite losses or gradient
     norms stop the run before the corresponding optimizer step.
     """
-    weights = [p for group in optimizer.param_groups for p in group["params"]]
+    alpha_ids = {id(a) for a in architect.alphas}
+    weights = [
+        p for group in optimizer.param_groups for p in group["params"] if id(p) not in alpha_ids
+    ]  # clipped; alphas in the weights' optimizer (ALPHAS_IN_WEIGHT_STEP) are not, as released
     max_norm = clip_grad if clip_grad > 0 else float("inf")
 
     def check_alpha(iteration: int) -> Callable[[Tensor, Tensor], None]:

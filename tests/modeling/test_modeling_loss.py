@@ -1,7 +1,6 @@
 import torch
-from torchvision.models.detection._utils import BoxLinearCoder
 
-from fad.modeling.loss import fcos_losses, match_locations
+from fad.modeling.loss import encode_ltrb, fcos_losses, match_locations
 
 
 def _anchors(sizes=((4, 4, 8), (2, 2, 16))):
@@ -50,7 +49,7 @@ def test_empty_image_gives_exactly_zero_box_losses_and_finite_cls_loss():
     outputs = _outputs(1, anchors.shape[0], 3)
     targets = [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}]
     matched = [match_locations(anchors, targets[0]["boxes"], per_level)]
-    losses = fcos_losses(outputs, [anchors], targets, matched, BoxLinearCoder(True))
+    losses = fcos_losses(outputs, [anchors], targets, matched)
     assert losses["loss_reg"].item() == 0.0
     assert losses["loss_centerness"].item() == 0.0
     assert torch.isfinite(losses["loss_cls"]) and losses["loss_cls"] > 0
@@ -63,14 +62,13 @@ def test_perfect_regression_gives_near_zero_box_loss():
     gt = torch.tensor([[6.0, 6.0, 20.0, 20.0]])
     targets = [{"boxes": gt, "labels": torch.tensor([2])}]
     matched = [match_locations(anchors, gt, per_level)]
-    coder = BoxLinearCoder(True)
-    regression = coder.encode(anchors, gt.expand(anchors.shape[0], 4))
+    regression = encode_ltrb(anchors, gt.expand(anchors.shape[0], 4))
     outputs = _outputs(1, anchors.shape[0], 3)
     outputs["bbox_regression"] = regression[None].clone()
-    losses = fcos_losses(outputs, [anchors], targets, matched, coder)
+    losses = fcos_losses(outputs, [anchors], targets, matched)
     assert losses["loss_reg"].item() < 1e-5
     shifted = dict(outputs, bbox_regression=regression[None] * 1.5)
-    assert fcos_losses(shifted, [anchors], targets, matched, coder)["loss_reg"] > 0.05
+    assert fcos_losses(shifted, [anchors], targets, matched)["loss_reg"] > 0.05
 
 
 def test_cls_targets_use_contiguous_labels():
@@ -83,10 +81,8 @@ def test_cls_targets_use_contiguous_labels():
     logits[0, positive, 2] = 10.0  # label 3 -> channel 2
     outputs = _outputs(1, anchors.shape[0], 3)
     outputs["cls_logits"] = logits
-    good = fcos_losses(outputs, [anchors], targets, matched, BoxLinearCoder(True))["loss_cls"]
+    good = fcos_losses(outputs, [anchors], targets, matched)["loss_cls"]
     logits2 = logits.clone()
     logits2[0, positive, 2], logits2[0, positive, 0] = -10.0, 10.0
-    bad = fcos_losses(
-        dict(outputs, cls_logits=logits2), [anchors], targets, matched, BoxLinearCoder(True)
-    )["loss_cls"]
+    bad = fcos_losses(dict(outputs, cls_logits=logits2), [anchors], targets, matched)["loss_cls"]
     assert good < 1e-3 < bad
