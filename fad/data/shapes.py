@@ -1,17 +1,19 @@
-"""The embedded default dataset "shapes": filled shapes on plain or textured backgrounds, COCO format.
+"""The embedded dataset "shapes": filled shapes on plain or textured backgrounds, in COCO format.
 
 Layout written by `generate_shapes(out_dir, level=...)`:
     out_dir/train/000000.jpg ...           out_dir/annotations/instances_train.json
     out_dir/val/000000.jpg ...             out_dir/annotations/instances_val.json
 
 A *level* (`LEVELS`, one frozen `ShapesLevel` each) sets how hard the set is:
-- "easy" (the default): 1-4 shapes whose extents are 25-60 % of the image's short side (so
-  >= 32 px at the demo's 128 px input), never overlapping, on a flat colour with mild noise, in a
-  colour far from the background. A from-scratch detector learns it in minutes on a CPU.
+- "easy" (the default): 1-4 shapes whose extents (circumscribed diameters) are 25-60 % of the
+  image's short side (box sides >= ~23 px at the demo's 128 px input), never overlapping, on a
+  flat colour with mild noise, in a colour far from it. A from-scratch detector learns it in
+  minutes on a CPU.
 - "hard": 1-8 shapes, log-uniform extents from 10 px to 90 % of the short side (every FPN level
   gets targets, many objects are finer than stride 8 at 128 px), drawn roughly large first so
   later shapes occlude earlier ones, on a colour gradient with noise and random lines. Shapes
-  more than 70 % hidden are not annotated. It is the set of fad <= 0.x, byte for byte.
+  more than 70 % hidden are not annotated. It is the set fad generated before levels existed:
+  the same images and annotations for the same arguments (only the json `info` is new).
 Both levels have 5 classes with deliberately non-contiguous category ids (1, 3, 5, 7, 9).
 The annotated box is the tight box of the shape's *visible* pixels (as COCO boxes come from
 visible masks), `area` is the visible pixel count. Boxes are in pixel edges: a shape covering
@@ -65,6 +67,7 @@ class ShapesLevel:
 
     name: str
     version: int
+    categories: tuple[tuple[int, str], ...]  # (COCO category id, shape kind)
     max_objects: int  # 1..max_objects shapes drawn per image
     min_extent_px: float
     min_extent_fraction: float
@@ -83,6 +86,7 @@ LEVELS: dict[str, ShapesLevel] = {
         ShapesLevel(
             name="easy",
             version=1,
+            categories=CATEGORIES[:3],
             max_objects=4,
             min_extent_px=0.0,
             min_extent_fraction=0.25,
@@ -97,6 +101,7 @@ LEVELS: dict[str, ShapesLevel] = {
         ShapesLevel(
             name="hard",
             version=1,
+            categories=CATEGORIES,
             max_objects=8,
             min_extent_px=10.0,
             min_extent_fraction=0.0,
@@ -272,7 +277,7 @@ def render_sample(
     owner = np.full((height, width), -1, dtype=np.int16)
     drawn: list[tuple[int, np.ndarray]] = []
     for k in order:
-        category_id, kind = CATEGORIES[int(rng.integers(len(CATEGORIES)))]
+        category_id, kind = spec.categories[int(rng.integers(len(spec.categories)))]
         mask = _place(rng, kind, float(extents[k]), owner, spec.max_overlap)
         if mask is None:
             continue
@@ -335,7 +340,7 @@ def _write_split(
         "licenses": [],
         "images": images,
         "annotations": annotations,
-        "categories": [{"id": i, "name": n, "supercategory": "shape"} for i, n in CATEGORIES],
+        "categories": [{"id": i, "name": n, "supercategory": "shape"} for i, n in level.categories],
     }
     (out / "annotations").mkdir(exist_ok=True)
     with open(out / "annotations" / f"instances_{split}.json", "w", encoding="utf-8") as f:

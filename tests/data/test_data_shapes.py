@@ -24,7 +24,6 @@ from fad.data.shapes import (
 from fad.errors import FadError
 
 SMALL = {"num_train": 4, "num_val": 2, "min_size": 40, "max_size": 56}
-CATEGORY_IDS = [1, 3, 5, 7, 9]
 # A tiny hard set as written by fad before levels existed (seed 3, 3 train / 2 val, 64-96 px):
 # sha256 of each json without `info`, and of the rendered pixels of all five images.
 HARD_PIN = {
@@ -48,6 +47,7 @@ def _blur(image: np.ndarray) -> np.ndarray:
 def test_layout_and_valid_coco(tmp_path, level):
     out = tmp_path / "shapes"
     generate_shapes(out, level=level, seed=1, **SMALL)
+    category_ids = [i for i, _ in LEVELS[level].categories]
     for split, count in (("train", 4), ("val", 2)):
         data = _json(out, split)
         assert data["info"]["level"] == level
@@ -56,7 +56,7 @@ def test_layout_and_valid_coco(tmp_path, level):
             str(LEVELS[level].version),
         )
         coco = COCO(str(out / "annotations" / f"instances_{split}.json"))
-        assert sorted(coco.getCatIds()) == CATEGORY_IDS and len(coco.getImgIds()) == count
+        assert coco.getCatIds() == category_ids and len(coco.getImgIds()) == count
         assert sorted(p.name for p in (out / split).iterdir()) == [
             img["file_name"] for img in data["images"]
         ]
@@ -71,7 +71,7 @@ def test_layout_and_valid_coco(tmp_path, level):
             img = images[ann["image_id"]]
             assert 0 <= x and 0 <= y and x + w <= img["width"] and y + h <= img["height"]
             assert w > 0 and h > 0 and ann["iscrowd"] == 0 and ann["area"] > 0
-            assert ann["category_id"] in CATEGORY_IDS
+            assert ann["category_id"] in category_ids
     assert [p.name for p in tmp_path.iterdir()] == ["shapes"]  # no temporary folder left
 
 
@@ -166,6 +166,14 @@ def test_easy_objects_are_large_few_and_unoccluded():
             assert max(x1 - x0, y1 - y0) <= 0.6 * short + 1
             assert obj.occluded_fraction == 0
     assert 1 <= min(counts) and max(counts) <= 4 and sum(counts) >= 30
+
+
+def test_levels_declare_non_contiguous_category_ids():
+    assert [i for i, _ in LEVELS["hard"].categories] == [1, 3, 5, 7, 9]
+    for level in LEVELS.values():
+        ids = [i for i, _ in level.categories]
+        assert len(ids) >= 3 and ids != list(range(1, len(ids) + 1))
+        assert {kind for _, kind in level.categories} <= {kind for _, kind in shapes.CATEGORIES}
 
 
 def test_shape_masks_have_the_requested_extent():
