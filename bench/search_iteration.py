@@ -1,9 +1,9 @@
 """Benchmark one first-order search iteration against one plain FCOS training iteration.
 
 Same backbone, batch and input size (the shapes search config by default): a search iteration
-(``fad.search.searcher.make_search_step``: an alpha step on one batch, then a clipped weight step
+(``fad.search.step.make_search_step``: an alpha step on one batch, then a clipped weight step
 on another) with RepShare and with the naive mixed ops (MODEL.FAD.REPSHARE False), and a training
-iteration of the standard FCOS head (``fad.engine.train.make_train_step``); for reference also
+iteration of the standard FCOS head (``fad.engine.step``: batch preparation, ``WeightStep``); for reference also
 a training iteration of the RepShare supernet alone (what the alpha step adds). Batches are synthetic
 (random images, 1-4 random boxes each). Interleaved repeats after warmup; medians and ratios are
 printed as markdown tables. Target: search / train <= 2.3x (the floor is about 2x: a search
@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 
 from fad.config import load_config
-from fad.engine.train import make_train_step
+from fad.engine.step import WeightStep, prepare_batch
 from fad.modeling.build import build_detector
 from fad.search.architect import Architect
-from fad.search.state import build_alpha_optimizer, build_weight_optimizer
+from fad.search.state import build_alpha_optimizer, build_param_optimizer
 from fad.search.step import make_search_step
 from fad.solver import build_optimizer, build_scheduler
 
@@ -65,7 +65,7 @@ def build_step(args: argparse.Namespace, kind: str, overrides: list[str]) -> Cal
     model = build_detector(cfg, NUM_CLASSES, load_weights=False).to(device).train()
     batches = (synthetic_batch(args, 1), synthetic_batch(args, 2))
     if kind == "search":
-        optimizer = build_weight_optimizer(model, cfg.SOLVER)
+        optimizer = build_param_optimizer(model, cfg.SOLVER)
         architect = Architect(model, build_alpha_optimizer(model, cfg.SOLVER.SEARCH), optimizer)
         step = make_search_step(
             model,
@@ -81,15 +81,20 @@ def build_step(args: argparse.Namespace, kind: str, overrides: list[str]) -> Cal
     else:
         s = cfg.SOLVER
         optimizer = build_optimizer(model.named_parameters(), s)
-        step = make_train_step(
+        weight_step = WeightStep(
             model,
             optimizer,
             build_scheduler(optimizer, s),
             device,
             clip_grad=s.SEARCH.CLIP_GRAD_NORM,
-            flip_prob=0.5,
-            seed=0,
         )
+
+        def step(iteration: int, batch) -> None:
+            prepared = prepare_batch(
+                batch, seed=0, iteration=iteration, flip_prob=0.5, device=device
+            )
+            weight_step(iteration, prepared)
+
         batch = batches[0]
 
     def run(iteration: int) -> None:

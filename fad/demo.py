@@ -23,12 +23,12 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from fad.config import load_config
-from fad.engine.atomic import atomic_write_text
-from fad.engine.inference_model import load_trained_model
 from fad.engine.predict import predict
-from fad.engine.train import train
+from fad.engine.train import run_training
+from fad.engine.trained import TrainedModel
 from fad.errors import FadError
-from fad.search.searcher import search
+from fad.runtime.atomic import atomic_write_text
+from fad.search.searcher import run_search
 from fad.search_space.genotype import read_genotype_file
 
 log = logging.getLogger("fad")
@@ -53,20 +53,13 @@ def packaged_config(name: str) -> Path:
 
 def head_cost(weights: Path, size: tuple[int, int]) -> tuple[int, float]:
     """(parameters, GFLOPs) of a trained detector's head on the FPN levels of a `size` image."""
-    cfg = load_config(text=_stored_config(weights), text_source=str(weights))
-    model, _ = load_trained_model(cfg, str(weights))
+    model = TrainedModel.read(weights).build()
     params = sum(p.numel() for p in model.head.parameters())
     with torch.no_grad():
         features = list(model.backbone(torch.zeros(1, 3, *size)).values())
         with FlopCounterMode(display=False) as counter:
             model.head(features)
     return params, counter.get_total_flops() / 1e9
-
-
-def _stored_config(weights: Path) -> str:
-    from fad.engine.checkpoint import load_checkpoint
-
-    return load_checkpoint(weights)["meta"]["config"]
 
 
 def _first_report(result: dict[str, Any]) -> dict[str, float]:
@@ -89,7 +82,7 @@ def run_demo(
     fcos_cfg = load_config(
         packaged_config(CONFIGS["fcos"]), common + ["OUTPUT_DIR", str(out / "fcos")]
     )
-    fcos = train(fcos_cfg)
+    fcos = run_training(fcos_cfg)
     fcos_weights = out / "fcos" / "model_final.pth"
 
     log.info("demo 2/4: searching the FAD towers")
@@ -97,14 +90,14 @@ def run_demo(
         packaged_config(CONFIGS["search"]),
         ["MODEL.WEIGHT", str(fcos_weights)] + common + ["OUTPUT_DIR", str(out / "search")],
     )
-    search_report = search(search_cfg)
+    search_report = run_search(search_cfg)
     genotypes = read_genotype_file(out / "search" / "genotype.log")
 
     log.info("demo 3/4: training FCOS with the searched towers")
     fad_cfg = load_config(
         packaged_config(CONFIGS["fad"]), common + ["OUTPUT_DIR", str(out / "fad")]
     )
-    fad = train(fad_cfg, genotypes=genotypes)
+    fad = run_training(fad_cfg, genotypes=genotypes)
     fad_weights = out / "fad" / "model_final.pth"
 
     log.info("demo 4/4: report")

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from fad.demo import AP_KEYS, FAD_ROW, FCOS_ROW, REPORT_JSON, run_demo
-from fad.engine.atomic import atomic_write_text
 from fad.errors import FadError
+from fad.runtime.atomic import atomic_write_text
 
 log = logging.getLogger("fad")
 STUDY_JSON = "seed_study.json"

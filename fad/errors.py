@@ -1,5 +1,5 @@
-"""The one exception type the CLI turns into a one-line error message and a non-zero exit."""
+"""The user-facing error type (defined on the ground floor, `fad.runtime.errors`)."""
 
+from fad.runtime.errors import FadError
 
-class FadError(Exception):
-    """A user-facing error: bad input (file, line, key) that the CLI reports in one line."""
+__all__ = ["FadError"]

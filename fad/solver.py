@@ -10,6 +10,7 @@ from torch import nn
 from yacs.config import CfgNode as CN
 
 OPTIMIZERS = ("SGD", "AdamW")
+WARMUP_METHODS = ("constant", "linear")
 
 
 def _param_groups(

@@ -76,7 +76,7 @@ def shapes_config() -> Path:
 def tiny_trained(tiny_shapes, tmp_path_factory, shapes_config) -> Path:
     """model_final.pth of a 2-iteration standard FCOS run on `tiny_shapes` (shared, read-only)."""
     from fad.config import load_config
-    from fad.engine.train import train
+    from fad.engine.train import run_training as train
 
     out = tmp_path_factory.mktemp("trained")
     opts = TINY_OVERRIDES + [

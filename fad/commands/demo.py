@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from fad.demo import run_demo
     from fad.demo_seeds import parse_seeds, run_seed_study
-    from fad.engine.logger import setup_logger
+    from fad.runtime.logger import setup_logger
 
     setup_logger(args.out)
     if args.seeds is not None:

@@ -21,12 +21,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fad.engine.evaluate import evaluate_model
-    from fad.engine.inference_model import load_trained_model
-    from fad.engine.setup import start_run
+    from fad.engine.run import start_run
+    from fad.engine.trained import TrainedModel
 
     cfg = config_from_args(args)
     ctx = start_run(cfg, local_rank=args.local_rank, log_name="eval_log.txt", write_config=False)
-    model, class_names = load_trained_model(cfg, cfg.MODEL.WEIGHT, genotypes_from_args(args))
-    model.to(ctx.device)
-    evaluate_model(cfg, model, ctx, class_names)
+    trained = TrainedModel.read(cfg.MODEL.WEIGHT)
+    model = trained.build(cfg, genotypes_from_args(args)).to(ctx.device)
+    evaluate_model(cfg, model, ctx, trained.class_names)
     return 0

@@ -17,8 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fad.engine.logger import setup_logger
     from fad.engine.predict import predict
+    from fad.runtime.logger import setup_logger
 
     setup_logger(None)
     predict(

@@ -29,10 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fad.search.searcher import search
+    from fad.search.searcher import run_search
 
     cfg = config_from_args(args)
-    search(
+    run_search(
         cfg,
         use_tensorboard=args.use_tensorboard,
         resume=args.resume,

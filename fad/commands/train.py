@@ -22,10 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fad.engine.train import train
+    from fad.engine.train import run_training
 
     cfg = config_from_args(args)
-    train(
+    run_training(
         cfg,
         genotypes=genotypes_from_args(args),
         use_tensorboard=args.use_tensorboard,

@@ -129,6 +129,8 @@ _C.SOLVER.SEARCH.BETAS_ALPHA = (0.5, 0.999)
 _C.SOLVER.SEARCH.FIRST_ORDER = True
 _C.SOLVER.SEARCH.CLIP_GRAD_NORM = 20.0
 _C.SOLVER.SEARCH.ALPHA_HOLDOUT = 0.0  # fad: fraction of train images kept for the alpha stream
+# fad: the first WARMUP_ITERS iterations train the weights only; the alphas start moving after
+_C.SOLVER.SEARCH.WARMUP_ITERS = 0
 # fad: True puts the alphas in the weights' optimizer too (lr, decay, momentum of the weights), so
 # they also move on the weight batch's loss, as in the released FAD code; False: the paper's DARTS
 _C.SOLVER.SEARCH.ALPHAS_IN_WEIGHT_STEP = False

@@ -182,6 +182,6 @@ def load_config(
 
 def save_config(cfg: CN, path: str | Path) -> None:
     """Write the resolved config as YAML (atomically) so a run can be reproduced from its folder."""
-    from fad.engine.atomic import atomic_write_text
+    from fad.runtime.atomic import atomic_write_text
 
     atomic_write_text(Path(path), cfg.dump())

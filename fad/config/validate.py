@@ -1,28 +1,19 @@
-"""Range and consistency checks on a merged config, run before any heavy work."""
+"""Range and consistency checks on a merged config, run before any heavy work.
+
+The constraints are the components' own: the backbones and norms of `fad.modeling.backbone`, the
+op spaces and GroupNorm widths of `fad.search_space.ops`, the optimizers and warmups of
+`fad.solver`, the IoU losses of `fad.modeling.loss`; this module only names the keys.
+"""
 
 from __future__ import annotations
 
 from yacs.config import CfgNode as CN
 
 from fad.errors import FadError
-from fad.solver import OPTIMIZERS
-
-CONV_BODIES = ("R-18", "R-34", "R-50", "R-101", "R-152")
-WARMUP_METHODS = ("constant", "linear")
-BACKBONE_NORMS = ("FrozenBN", "BN", "GN")
-IOU_LOSS_TYPES = ("iou", "linear_iou", "giou")
-
-
-def conv_body_depth(conv_body: str) -> int:
-    """`R-50-FPN-RETINANET` -> 50; an unknown body is an error listing the valid ones."""
-    head = "-".join(conv_body.split("-")[:2])
-    if head not in CONV_BODIES or "FPN" not in conv_body:
-        raise FadError(
-            f"MODEL.BACKBONE.CONV_BODY {conv_body!r} is not supported; use one of "
-            + ", ".join(f"{b}-FPN-RETINANET" for b in CONV_BODIES)
-        )
-    return int(head[2:])
-
+from fad.modeling.backbone import FPN_STRIDES, NORMS, conv_body_depth
+from fad.modeling.loss import IOU_LOSS_TYPES
+from fad.search_space.ops import SPACES, check_group_norm_width
+from fad.solver import OPTIMIZERS, WARMUP_METHODS
 
 # Keys of the original for parts fad does not have: accepted only at the value that means "off"
 # (key -> (accepted value, what another value would need)).
@@ -125,6 +116,10 @@ def validate_config(cfg: CN, *, world_size: int = 1) -> None:
         0 <= s.SEARCH.ALPHA_HOLDOUT < 1,
         f"SOLVER.SEARCH.ALPHA_HOLDOUT must be in [0, 1), got {s.SEARCH.ALPHA_HOLDOUT}",
     )
+    _check(
+        0 <= s.SEARCH.WARMUP_ITERS < s.MAX_ITER,
+        f"SOLVER.SEARCH.WARMUP_ITERS must be in [0, SOLVER.MAX_ITER), got {s.SEARCH.WARMUP_ITERS}",
+    )
     _check(cfg.DATALOADER.NUM_WORKERS >= 0, "DATALOADER.NUM_WORKERS must be >= 0")
     _check(cfg.DATALOADER.SIZE_DIVISIBILITY >= 0, "DATALOADER.SIZE_DIVISIBILITY must be >= 0")
     bad = cfg.DATALOADER.MAX_BAD_IMAGE_FRACTION
@@ -155,20 +150,16 @@ def validate_config(cfg: CN, *, world_size: int = 1) -> None:
         f"MODEL.BACKBONE.FREEZE_CONV_BODY_AT must be in 0..5, got {m.BACKBONE.FREEZE_CONV_BODY_AT}",
     )
     _check(
-        m.BACKBONE.NORM in BACKBONE_NORMS,
-        f"MODEL.BACKBONE.NORM must be one of {BACKBONE_NORMS}, got {m.BACKBONE.NORM!r}",
+        m.BACKBONE.NORM in NORMS,
+        f"MODEL.BACKBONE.NORM must be one of {NORMS}, got {m.BACKBONE.NORM!r}",
     )
-    width = m.RESNETS.BACKBONE_OUT_CHANNELS
-    _check(
-        width > 0 and width % 32 == 0,
-        f"MODEL.RESNETS.BACKBONE_OUT_CHANNELS must be a positive multiple of 32 (GroupNorm), got {width}",
-    )
+    check_group_norm_width("MODEL.RESNETS.BACKBONE_OUT_CHANNELS", m.RESNETS.BACKBONE_OUT_CHANNELS)
     _check(
         m.FCOS.NUM_CLASSES >= 2, f"MODEL.FCOS.NUM_CLASSES must be >= 2, got {m.FCOS.NUM_CLASSES}"
     )
     _check(
-        tuple(m.FCOS.FPN_STRIDES) == (8, 16, 32, 64, 128),
-        f"MODEL.FCOS.FPN_STRIDES must be (8, 16, 32, 64, 128) (P3-P7), got {tuple(m.FCOS.FPN_STRIDES)}",
+        tuple(m.FCOS.FPN_STRIDES) == FPN_STRIDES,
+        f"MODEL.FCOS.FPN_STRIDES must be {FPN_STRIDES} (P3-P7), got {tuple(m.FCOS.FPN_STRIDES)}",
     )
     _check(0 < m.FCOS.PRIOR_PROB < 1, "MODEL.FCOS.PRIOR_PROB must be in (0, 1)")
     _check(m.FCOS.NUM_CONVS >= 1, "MODEL.FCOS.NUM_CONVS must be >= 1")
@@ -186,11 +177,8 @@ def validate_config(cfg: CN, *, world_size: int = 1) -> None:
             key = f"{field}_{tower}"
             _check(m.FAD[key] >= 1, f"MODEL.FAD.{key} must be >= 1, got {m.FAD[key]}")
         key = f"NUM_CHANNELS_{tower}"
-        _check(
-            m.FAD[key] > 0 and m.FAD[key] % 32 == 0,
-            f"MODEL.FAD.{key} must be a positive multiple of 32 (GroupNorm), got {m.FAD[key]}",
-        )
+        check_group_norm_width(f"MODEL.FAD.{key}", m.FAD[key])
     _check(
-        m.FAD.SPACE in ("released", "with_r3"),
-        f"MODEL.FAD.SPACE must be 'released' or 'with_r3', got {m.FAD.SPACE!r}",
+        m.FAD.SPACE in SPACES,
+        f"MODEL.FAD.SPACE must be one of {tuple(SPACES)}, got {m.FAD.SPACE!r}",
     )

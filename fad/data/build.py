@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -74,30 +75,39 @@ def ignore_stop_signals(worker_id: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def build_train_loader(
-    datasets: Sequence[DetectionDataset],
-    *,
-    images_per_batch: int,
-    max_iter: int,
-    start_iter: int = 0,
-    seed: int = 0,
-    num_workers: int = 0,
-    aspect_ratio_grouping: bool = True,
-    rank: int = 0,
-    world_size: int = 1,
-    max_bad_fraction: float = 0.01,
-) -> CountingLoader:
-    """Iteration-based loader over the concatenated training sets (batches from start_iter on).
+@dataclass(frozen=True)
+class TrainLoaderOptions:
+    """How a training loader draws its batches.
 
-    `images_per_batch` is per process; the global batch is images_per_batch * world_size.
+    `images_per_batch` is per process (the global batch is images_per_batch * world_size);
+    batches are those of iterations start_iter..max_iter-1 of a stream seeded `seed`.
+    """
+
+    images_per_batch: int
+    max_iter: int
+    start_iter: int = 0
+    seed: int = 0
+    num_workers: int = 0
+    aspect_ratio_grouping: bool = True
+    rank: int = 0
+    world_size: int = 1
+    max_bad_fraction: float = 0.01
+
+
+def build_train_loader(
+    datasets: Sequence[DetectionDataset], options: TrainLoaderOptions
+) -> CountingLoader:
+    """Iteration-based loader over the concatenated training sets (see `TrainLoaderOptions`).
+
     Unreadable images are skipped (replaced by the next readable one) and counted; more than
     `max_bad_fraction` of the images unreadable stops the run (see `fad.data.robust`).
     """
     if not datasets:
         raise FadError("no training datasets")
     _check_same_classes(datasets)
+    o = options
     group_ids = None
-    if aspect_ratio_grouping:
+    if o.aspect_ratio_grouping:
         group_ids = [
             int(info["width"] >= info["height"])
             for dataset in datasets
@@ -106,22 +116,22 @@ def build_train_loader(
     concat = ConcatDataset(datasets)
     sampler = IterationBatchSampler(
         len(concat),
-        images_per_batch,
-        max_iter,
-        start_iter=start_iter,
-        seed=seed,
+        o.images_per_batch,
+        o.max_iter,
+        start_iter=o.start_iter,
+        seed=o.seed,
         group_ids=group_ids,
-        rank=rank,
-        world_size=world_size,
+        rank=o.rank,
+        world_size=o.world_size,
     )
-    robust, budget = robust_training_set(datasets, concat, max_bad_fraction)
+    robust, budget = robust_training_set(datasets, concat, o.max_bad_fraction)
     # seeds the workers' torch RNG (flips); also keeps iteration from consuming the global RNG
-    worker_seed = int(np.random.SeedSequence([seed, start_iter, rank]).generate_state(1)[0])
+    worker_seed = int(np.random.SeedSequence([o.seed, o.start_iter, o.rank]).generate_state(1)[0])
     generator = torch.Generator().manual_seed(worker_seed)
     loader = DataLoader(
         robust,
         batch_sampler=sampler,
-        num_workers=num_workers,
+        num_workers=o.num_workers,
         collate_fn=collate,
         generator=generator,
         worker_init_fn=ignore_stop_signals,

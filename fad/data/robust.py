@@ -23,8 +23,8 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 
 from fad.data.detection import DetectionDataset
-from fad.engine.distributed import any_across_processes, is_distributed
 from fad.errors import FadError
+from fad.runtime.distributed import any_across_processes, is_distributed
 
 log = logging.getLogger("fad")
 

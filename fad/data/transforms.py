@@ -46,6 +46,16 @@ class ToTensor:
         return "ToTensor()"
 
 
+def random_flip(
+    images: list[torch.Tensor], targets: list[Target], generator: torch.Generator, prob: float
+) -> tuple[list[torch.Tensor], list[Target]]:
+    """A batch with each image (and its boxes) flipped with probability `prob`, the draws taken
+    from `generator` (one per image), so a resumed run flips exactly as an uninterrupted one."""
+    draws = torch.rand(len(images), generator=generator).tolist()
+    pairs = [hflip(i, t) if d < prob else (i, t) for i, t, d in zip(images, targets, draws)]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
 def hflip(image: torch.Tensor, target: Target) -> tuple[torch.Tensor, Target]:
     """Mirror a [C, H, W] image and its xyxy boxes left-right."""
     width = image.shape[-1]

@@ -18,10 +18,10 @@ from torch import nn
 from yacs.config import CfgNode as CN
 
 from fad.data.build import build_datasets, build_test_loader
-from fad.engine.distributed import all_gather_objects, synchronize
-from fad.engine.setup import RunContext
+from fad.engine.run import RunContext
 from fad.errors import FadError
 from fad.evaluation import detections_to_coco_results, evaluate_coco, write_results_json
+from fad.runtime.distributed import all_gather_objects, synchronize
 
 log = logging.getLogger("fad")
 

@@ -1,13 +1,11 @@
 """The iteration loop shared by training and search: a `step` callable plus the hooks every long
-run needs (progress line, TensorBoard, periodic atomic checkpoints, Ctrl-C/SIGTERM handling,
-non-finite loss guard)."""
+run needs (progress line, TensorBoard, periodic atomic checkpoints, Ctrl-C/SIGTERM handling)."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime
 import logging
-import math
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -16,30 +14,12 @@ from pathlib import Path
 
 import torch
 
-from fad.engine.distributed import any_across_processes, is_main_process, reduce_loss_dict
 from fad.errors import FadError
+from fad.runtime.distributed import is_main_process, reduce_loss_dict
 
 log = logging.getLogger("fad")
 
 Step = Callable[[int, object], dict[str, torch.Tensor]]
-
-
-class NonFiniteLossError(FadError):
-    """A NaN/Inf loss or gradient norm: the run stops before the optimizer step."""
-
-
-def check_finite(
-    iteration: int, losses: dict[str, torch.Tensor], device: torch.device, what: str = "loss"
-) -> None:
-    """Raise NonFiniteLossError on every rank if any rank has a non-finite value."""
-    bad = {k: float(v.detach()) for k, v in losses.items() if not math.isfinite(float(v.detach()))}
-    if any_across_processes(bool(bad), device):
-        terms = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
-        where = terms if bad else f"on another process; here {terms}"
-        raise NonFiniteLossError(
-            f"non-finite {what} at iteration {iteration + 1} ({where}); "
-            "stopped before the optimizer step, the last checkpoint is intact"
-        )
 
 
 @dataclass
@@ -103,6 +83,11 @@ class Interrupts:
 
 def _format_eta(seconds: float) -> str:
     return str(datetime.timedelta(seconds=int(max(0, seconds))))
+
+
+def no_iterations() -> dict[str, float]:
+    """The loop statistics of a run that had nothing left to do."""
+    return {"iterations": 0, "seconds": 0.0, "it_per_s": 0.0, "images_per_s": 0.0}
 
 
 def run_loop(

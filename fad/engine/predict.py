@@ -9,12 +9,11 @@ from pathlib import Path
 
 import torch
 
-from fad.config import load_config
 from fad.data.image_io import read_image, to_tensor
-from fad.engine.atomic import atomic_write_text
-from fad.engine.checkpoint import load_checkpoint
-from fad.engine.inference_model import load_trained_model
+from fad.engine.trained import TrainedModel
 from fad.errors import FadError
+from fad.evaluation.results import detections_to_coco_results
+from fad.runtime.atomic import atomic_write_text
 from fad.viz.draw import draw_detections
 
 log = logging.getLogger("fad")
@@ -34,7 +33,7 @@ def list_images(source: Path) -> list[Path]:
 
 
 def predict(
-    weights: str,
+    checkpoint: str,
     source: str,
     out_dir: str,
     *,
@@ -48,16 +47,14 @@ def predict(
     The config and class names come from the weights file; `config_file` / `opts` override it.
     Returns the COCO-style records written (plus `file_name` and `category_name`).
     """
-    ckpt_meta = load_checkpoint(Path(weights)).get("meta", {})
-    cfg = load_config(
-        config_file, opts, text=ckpt_meta.get("config", ""), text_source=f"{weights}[config]"
-    )
+    trained = TrainedModel.read(checkpoint)
+    cfg = trained.config(config_file, opts)
     device = torch.device(
         "cuda" if torch.cuda.is_available() and cfg.MODEL.DEVICE.startswith("cuda") else "cpu"
     )
-    model, class_names = load_trained_model(cfg, weights)
-    model.to(device)
-    category_ids = ckpt_meta.get("category_ids") or list(range(1, len(class_names) + 1))
+    model = trained.build(cfg).to(device)
+    class_names = trained.class_names
+    names = dict(zip(trained.category_ids, class_names))
     images = list_images(Path(source))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -78,20 +75,17 @@ def predict(
                 score_threshold=score_threshold,
             )
             drawn.save(out / f"{path.stem}.jpg", quality=92)
-            for box, label, score in zip(
-                det["boxes"].tolist(), det["labels"].tolist(), det["scores"].tolist()
-            ):
-                x0, y0, x1, y1 = box
-                records.append(
-                    {
-                        "image_id": start + offset,
-                        "file_name": str(path),
-                        "category_id": int(category_ids[label - 1]),
-                        "category_name": class_names[label - 1],
-                        "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
-                        "score": round(float(score), 5),
-                    }
-                )
+            found = detections_to_coco_results(
+                start + offset,
+                det["boxes"],
+                det["scores"],
+                det["labels"],
+                trained.label_to_category_id,
+            )
+            records += [
+                {**r, "file_name": str(path), "category_name": names[r["category_id"]]}
+                for r in found
+            ]
             kept = sum(1 for s in det["scores"].tolist() if s >= score_threshold)
             log.info("%s: %d detections >= %.2f", path.name, kept, score_threshold)
     atomic_write_text(out / "predictions.json", json.dumps(records, indent=1))

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from torch import Tensor
 
-from fad.engine.atomic import atomic_write_text
 from fad.errors import FadError
+from fad.runtime.atomic import atomic_write_text
 
 BOX_DECIMALS = 2
 SCORE_DECIMALS = 6

@@ -10,6 +10,8 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
+from fad.errors import FadError
+
 # depth -> (block, layers per stage)
 RESNET_LAYOUTS: dict[int, tuple[type[nn.Module], list[int]]] = {
     18: (resnet.BasicBlock, [2, 2, 2, 2]),
@@ -18,6 +20,9 @@ RESNET_LAYOUTS: dict[int, tuple[type[nn.Module], list[int]]] = {
     101: (resnet.Bottleneck, [3, 4, 23, 3]),
     152: (resnet.Bottleneck, [3, 8, 36, 3]),
 }
+
+NORMS = ("FrozenBN", "BN", "GN")  # MODEL.BACKBONE.NORM
+FPN_STRIDES = (8, 16, 32, 64, 128)  # P3-P7
 
 # (depth, groups, width per group) -> torchvision ImageNet weights enum name
 TORCHVISION_WEIGHTS: dict[tuple[int, int, int], str] = {
@@ -30,6 +35,18 @@ TORCHVISION_WEIGHTS: dict[tuple[int, int, int], str] = {
     (101, 32, 8): "ResNeXt101_32X8D_Weights.IMAGENET1K_V1",
     (101, 64, 4): "ResNeXt101_64X4D_Weights.IMAGENET1K_V1",
 }
+
+
+def conv_body_depth(conv_body: str) -> int:
+    """`R-50-FPN-RETINANET` -> 50; an unknown body is an error listing the valid ones."""
+    head = "-".join(conv_body.split("-")[:2])
+    depths = {f"R-{depth}": depth for depth in RESNET_LAYOUTS}
+    if head not in depths or "FPN" not in conv_body:
+        raise FadError(
+            f"MODEL.BACKBONE.CONV_BODY {conv_body!r} is not supported; use one of "
+            + ", ".join(f"{b}-FPN-RETINANET" for b in depths)
+        )
+    return depths[head]
 
 
 def _norm_layer(norm: str) -> type[nn.Module] | partial:

@@ -6,12 +6,11 @@ import logging
 
 from yacs.config import CfgNode as CN
 
-from fad.config.validate import conv_body_depth
 from fad.errors import FadError
-from fad.modeling.backbone import build_resnet_fpn
+from fad.modeling.backbone import build_resnet_fpn, conv_body_depth
 from fad.modeling.fcos import FCOSDetector, TrainTestTransform
-from fad.modeling.head import FCOSHead
-from fad.modeling.weights import load_backbone_weights
+from fad.modeling.head import FCOSTowerHead
+from fad.modeling.pretrained import load_pretrained_backbone
 from fad.search_space.genotype import Genotype
 from fad.search_space.towers import CellTowerSpec, TowerSpec, build_towers
 
@@ -47,22 +46,23 @@ def tower_spec(cfg: CN, genotypes: dict[str, Genotype] | None) -> TowerSpec:
         mode=mode,
         channels=cfg.MODEL.RESNETS.BACKBONE_OUT_CHANNELS,
         num_convs=cfg.MODEL.FCOS.NUM_CONVS,
-        box=CellTowerSpec(
-            enabled=fad.BOXTOWER,
-            num_cells=fad.NUM_CELLS_BOX,
-            num_nodes=fad.NUM_NODES_BOX,
-            edge_channels=fad.NUM_CHANNELS_BOX,
-            genotype=genotypes.get("box") if fad.BOXTOWER else None,
-        ),
-        cls=CellTowerSpec(
-            enabled=fad.CLSTOWER,
-            num_cells=fad.NUM_CELLS_CLS,
-            num_nodes=fad.NUM_NODES_CLS,
-            edge_channels=fad.NUM_CHANNELS_CLS,
-            genotype=genotypes.get("cls") if fad.CLSTOWER else None,
-        ),
+        box=_cell_tower(fad, "box", genotypes),
+        cls=_cell_tower(fad, "cls", genotypes),
         repshare=fad.REPSHARE,
         space=fad.SPACE,
+    )
+
+
+def _cell_tower(fad: CN, role: str, genotypes: dict[str, Genotype]) -> CellTowerSpec:
+    """MODEL.FAD.{BOX,CLS}TOWER, NUM_{CELLS,NODES,CHANNELS}_{BOX,CLS} of one tower."""
+    key = role.upper()
+    enabled = fad[f"{key}TOWER"]
+    return CellTowerSpec(
+        enabled=enabled,
+        num_cells=fad[f"NUM_CELLS_{key}"],
+        num_nodes=fad[f"NUM_NODES_{key}"],
+        edge_channels=fad[f"NUM_CHANNELS_{key}"],
+        genotype=genotypes.get(role) if enabled else None,
     )
 
 
@@ -128,9 +128,9 @@ def build_detector(
         freeze_at=cfg.MODEL.BACKBONE.FREEZE_CONV_BODY_AT,
     )
     if load_weights:
-        load_backbone_weights(backbone.body, cfg.MODEL.WEIGHT, arch)
+        load_pretrained_backbone(backbone.body, cfg.MODEL.WEIGHT, arch)
     box_tower, cls_tower = build_towers(tower_spec(cfg, genotypes))
-    head = FCOSHead(
+    head = FCOSTowerHead(
         box_tower,
         cls_tower,
         in_channels=cfg.MODEL.RESNETS.BACKBONE_OUT_CHANNELS,

@@ -57,7 +57,7 @@ class TrainTestTransform(GeneralizedRCNNTransform):
 
 
 class FCOSDetector(FCOS):
-    """FCOS whose head is `fad.modeling.head.FCOSHead` (towers injected).
+    """FCOS whose head is `fad.modeling.head.FCOSTowerHead` (towers injected).
 
     `forward(images, targets)` returns the loss dict (`loss_cls`, `loss_reg`, `loss_centerness`)
     in training mode and a list of detections (`boxes` xyxy in input-image pixels, `scores`,

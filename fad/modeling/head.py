@@ -25,8 +25,8 @@ def _flatten(x: Tensor) -> Tensor:
     return x.permute(0, 2, 3, 1).reshape(n, h * w, c)
 
 
-class FCOSHead(nn.Module):
-    """Box tower, cls tower, then the FCOS predictors (centerness on the box branch).
+class FCOSTowerHead(nn.Module):
+    """FCOS's head over injected towers: box tower, cls tower, then the FCOS predictors.
 
     Args:
         box_tower: maps an FPN level [N, W, H, W'] to a box feature with W channels.
@@ -34,7 +34,7 @@ class FCOSHead(nn.Module):
             ignores `box_feature`; a FAD tower feeds it to its first cell (it sees the box
             representation).
         in_channels: W, the FPN width.
-        num_classes: object classes (no background).
+        num_classes: class logits (object classes, no background).
         num_levels: FPN levels (one Scale each).
         norm_reg_targets: regress ltrb in units of the stride, relu(scale * x) (the imprv
             variant); False: in pixels, exp(scale * x) (plain FCOS).

@@ -20,12 +20,13 @@ over processes in distributed runs. Without positives, box and centerness losses
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 from torch import Tensor
 from torchvision.ops import sigmoid_focal_loss
 
+from fad.runtime.distributed import mean_across_processes
+
 INF = float("inf")
-IOU_LOSS_TYPES = ("iou", "linear_iou", "giou")
+IOU_LOSS_TYPES = ("iou", "linear_iou", "giou")  # MODEL.FCOS.IOU_LOSS_TYPE
 
 
 def centers_and_strides(anchors: Tensor) -> tuple[Tensor, Tensor]:
@@ -124,14 +125,6 @@ def centerness_targets(ltrb: Tensor) -> Tensor:
     )
 
 
-def _mean_over_processes(value: Tensor) -> Tensor:
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        value = value.detach().clone()
-        dist.all_reduce(value)
-        value /= dist.get_world_size()
-    return value
-
-
 def fcos_losses(
     head_outputs: dict[str, Tensor],
     anchors: list[Tensor],
@@ -160,7 +153,8 @@ def fcos_losses(
             gt_classes[i, positive, target["labels"][index] - 1] = 1.0
             gt_boxes[i, positive] = target["boxes"][index].to(gt_boxes.dtype)
     positive = torch.stack(matched_idxs) >= 0  # [N, HW]
-    num_pos = _mean_over_processes(positive.sum().to(cls_logits.dtype)).clamp(min=1.0)
+    (num_pos,) = mean_across_processes([positive.sum().to(cls_logits.dtype)])
+    num_pos = num_pos.clamp(min=1.0)
 
     loss_cls = sigmoid_focal_loss(
         cls_logits, gt_classes, alpha=focal_alpha, gamma=focal_gamma, reduction="sum"
@@ -170,7 +164,8 @@ def fcos_losses(
         target_ltrb = encode_ltrb(pos_anchors, gt_boxes[positive], norm_reg_targets)
         ctr_target = centerness_targets(target_ltrb)
         box_loss = iou_loss(regression[positive], target_ltrb, iou_loss_type)
-        ctr_sum = _mean_over_processes(ctr_target.sum()).clamp(min=1e-6)
+        (ctr_sum,) = mean_across_processes([ctr_target.sum()])
+        ctr_sum = ctr_sum.clamp(min=1e-6)
         loss_reg = (box_loss * ctr_target).sum() / ctr_sum
         loss_ctr = torch.nn.functional.binary_cross_entropy_with_logits(
             ctrness[positive], ctr_target, reduction="sum"

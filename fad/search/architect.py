@@ -30,8 +30,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from fad.engine.distributed import all_reduce_sum, get_world_size
 from fad.errors import FadError
+from fad.runtime.distributed import mean_across_processes
 from fad.search_space.towers import alphas as model_alphas
 
 Batch = Any  # whatever ``loss_fn`` accepts; for detectors (list of images, list of targets)
@@ -51,15 +51,6 @@ def _grads(loss: Tensor, params: Sequence[Tensor]) -> list[Tensor]:
     return [torch.zeros_like(p) if g is None else g for p, g in zip(params, found, strict=True)]
 
 
-def mean_across_processes(tensors: list[Tensor]) -> list[Tensor]:
-    """The element-wise mean of each tensor over processes (unchanged in a single process)."""
-    world = get_world_size()
-    if world == 1 or not tensors:
-        return tensors
-    flat = all_reduce_sum(torch.cat([t.reshape(-1) for t in tensors])) / world
-    return [chunk.view_as(t) for chunk, t in zip(flat.split([t.numel() for t in tensors]), tensors)]
-
-
 def _global_norm(tensors: Sequence[Tensor]) -> Tensor:
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in tensors]))
 
@@ -70,7 +61,7 @@ class Architect:
     Args:
         model: the (unwrapped) network holding the search towers' alphas.
         alpha_optimizer: the optimizer over the alphas (Adam in the search).
-        weights_optimizer: the weights' SGD; the second-order virtual step mirrors its update
+        param_optimizer: the network parameters' SGD; the second-order virtual step mirrors its update
             (each group's lr, momentum, dampening, weight decay) and reads its momentum buffers.
         first_order: first-order (default) or second-order (unrolled) alpha gradients.
         loss_fn: ``loss_fn(model, batch) -> scalar``; default: the detector's summed losses.
@@ -81,7 +72,7 @@ class Architect:
         self,
         model: nn.Module,
         alpha_optimizer: torch.optim.Optimizer,
-        weights_optimizer: torch.optim.Optimizer,
+        param_optimizer: torch.optim.Optimizer,
         *,
         first_order: bool = True,
         loss_fn: LossFn = detection_loss,
@@ -92,28 +83,28 @@ class Architect:
         if not self.alphas:
             raise FadError("architect: the model has no alphas (build it with MODEL.FAD.SEARCH)")
         self.alpha_optimizer = alpha_optimizer
-        self.weights_optimizer = weights_optimizer
+        self.param_optimizer = param_optimizer
         self.first_order = first_order
         self.loss_fn = loss_fn
         self.fd_radius = fd_radius
         if not first_order:
-            if not isinstance(weights_optimizer, torch.optim.SGD):
+            if not isinstance(param_optimizer, torch.optim.SGD):
                 raise FadError(
                     "architect: the second-order step mirrors SGD; use SOLVER.OPTIMIZER SGD "
-                    f"(got {type(weights_optimizer).__name__}) or SOLVER.SEARCH.FIRST_ORDER True"
+                    f"(got {type(param_optimizer).__name__}) or SOLVER.SEARCH.FIRST_ORDER True"
                 )
-            for group in weights_optimizer.param_groups:
+            for group in param_optimizer.param_groups:
                 if group.get("nesterov") or group.get("maximize"):
                     raise FadError(
                         "architect: the second-order step mirrors plain SGD; nesterov and "
                         "maximize are not supported"
                     )
 
-    def _weight_groups(self) -> Iterator[tuple[Tensor, dict[str, Any]]]:
-        """(parameter, its SGD group) for every weight the weights' optimizer updates (alphas
+    def _param_groups(self) -> Iterator[tuple[Tensor, dict[str, Any]]]:
+        """(parameter, its SGD group) for every network parameter the optimizer updates (alphas
         excepted, should the optimizer hold them too)."""
         alpha_ids = {id(a) for a in self.alphas}
-        for group in self.weights_optimizer.param_groups:
+        for group in self.param_optimizer.param_groups:
             for p in group["params"]:
                 if p.requires_grad and id(p) not in alpha_ids:
                     yield p, group
@@ -170,32 +161,32 @@ class Architect:
         )
 
     def _unrolled(self, alpha_batch: Batch, weight_batch: Batch) -> tuple[Tensor, list[Tensor]]:
-        pairs = list(self._weight_groups())
-        weights = [p for p, _ in pairs]
-        saved = [p.detach().clone() for p in weights]
+        pairs = list(self._param_groups())
+        params = [p for p, _ in pairs]
+        saved = [p.detach().clone() for p in params]
         rng_weight_batch = torch.get_rng_state()
         weight_loss = self.loss_fn(self.model, weight_batch)
-        weight_grads = mean_across_processes(_grads(weight_loss, weights))
+        weight_grads = mean_across_processes(_grads(weight_loss, params))
         try:
             self._virtual_sgd_step(pairs, weight_grads)
             loss = self.loss_fn(self.model, alpha_batch)
-            found = _grads(loss, [*self.alphas, *weights])
+            found = _grads(loss, [*self.alphas, *params])
             rng_after = torch.get_rng_state()
             direct = found[: len(self.alphas)]
             at_virtual = mean_across_processes(found[len(self.alphas) :])
             v = [g * group["lr"] for g, (_, group) in zip(at_virtual, pairs, strict=True)]
-            self._restore(weights, saved)
+            self._restore(params, saved)
             hvp = self.hessian_vector_product(v, weight_batch, rng_weight_batch)
             torch.set_rng_state(rng_after)
         finally:
-            self._restore(weights, saved)
+            self._restore(params, saved)
         return loss, [d - h for d, h in zip(direct, hvp, strict=True)]
 
     def _virtual_sgd_step(
         self, pairs: list[tuple[Tensor, dict[str, Any]]], grads: list[Tensor]
     ) -> None:
         """w <- w - lr * update, the update torch's SGD would apply for ``grads`` (in place)."""
-        state = self.weights_optimizer.state
+        state = self.param_optimizer.state
         with torch.no_grad():
             for (p, group), g in zip(pairs, grads, strict=True):
                 update = g + group["weight_decay"] * p
@@ -210,31 +201,31 @@ class Architect:
     ) -> list[Tensor]:
         """(d^2 L_weight / dalpha dw) v by central differences around the current weights.
 
-        ``v`` is one tensor per weight of the weights' optimizer (in its order); both forward
-        passes start from ``rng_state`` (default: the current torch RNG state). The weights are
+        ``v`` is one tensor per parameter of the parameters' optimizer (in its order); both forward
+        passes start from ``rng_state`` (default: the current torch RNG state). The parameters are
         restored exactly afterwards.
         """
-        weights = [p for p, _ in self._weight_groups()]
+        params = [p for p, _ in self._param_groups()]
         norm = float(_global_norm(v))
         if norm == 0.0:
             return [torch.zeros_like(a) for a in self.alphas]
         eps = self.fd_radius / norm
         rng_state = torch.get_rng_state() if rng_state is None else rng_state
-        saved = [p.detach().clone() for p in weights]
+        saved = [p.detach().clone() for p in params]
         sides = []
         try:
             for sign in (1.0, -1.0):
                 with torch.no_grad():
-                    for p, w, d in zip(weights, saved, v, strict=True):
+                    for p, w, d in zip(params, saved, v, strict=True):
                         p.copy_(w + sign * eps * d)
                 torch.set_rng_state(rng_state)
                 sides.append(_grads(self.loss_fn(self.model, weight_batch), self.alphas))
         finally:
-            self._restore(weights, saved)
+            self._restore(params, saved)
         return [(pos - neg) / (2 * eps) for pos, neg in zip(*sides, strict=True)]
 
     @staticmethod
-    def _restore(weights: list[Tensor], saved: list[Tensor]) -> None:
+    def _restore(params: list[Tensor], saved: list[Tensor]) -> None:
         with torch.no_grad():
-            for p, w in zip(weights, saved, strict=True):
+            for p, w in zip(params, saved, strict=True):
                 p.copy_(w)

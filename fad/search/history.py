@@ -2,7 +2,8 @@
 
 A snapshot holds, per tower ("box", "cls"), one row per edge: softmax(alpha) over the ops. Edges
 are listed node by node (node k reads states 0 .. k + 1, so a cell of n nodes has
-2 + 3 + ... + (n + 1) edges). Checkpoint snapshots also hold the derived genotypes. The history
+2 + 3 + ... + (n + 1) edges), and the genotypes derived at that iteration (from which
+`genotype_stability` measures how settled the search is). The history
 travels inside checkpoints (so a resumed run continues it exactly) and is written as
 ``alpha_history.json`` (machine-readable) and ``alphas.log`` (human-readable).
 """
@@ -18,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fad.engine.atomic import atomic_write_text
 from fad.errors import FadError
-from fad.search_space.genotype import INPUT_NODES
+from fad.runtime.atomic import atomic_write_text
+from fad.search_space.genotype import INPUT_NODES, parse_genotype
 from fad.search_space.towers import SearchTower, search_towers
 from fad.viz.genotype_plot import INPUT_NAMES
 
@@ -55,6 +56,16 @@ def mean_entropy(rows: list[list[float]]) -> float:
     return total / max(len(rows), 1)
 
 
+def genotype_edges(genotypes: dict[str, str]) -> set[tuple[str, int, str, int]]:
+    """{(tower, node, op, input)} of genotype texts (edge order within a node disregarded)."""
+    return {
+        (role, node, op, index)
+        for role, text in genotypes.items()
+        for node, edges in enumerate(parse_genotype(text).normal)
+        for op, index in edges
+    }
+
+
 class AlphaHistory:
     """Snapshots of softmaxed alphas, keyed by iteration (recording one again replaces it)."""
 
@@ -75,15 +86,14 @@ class AlphaHistory:
     def record(
         self, model: nn.Module, iteration: int, *, checkpoint: bool = False
     ) -> dict[str, Any]:
-        """Add (or replace) the snapshot of ``iteration``; checkpoint ones carry the genotypes."""
+        """Add (or replace) the snapshot of ``iteration`` (weights and derived genotypes)."""
         towers = _towers(model)
         snapshot: dict[str, Any] = {
             "iteration": int(iteration),
             "checkpoint": bool(checkpoint),
             "weights": {role: edge_weights(tower) for role, tower in towers.items()},
         }
-        if checkpoint:
-            snapshot["genotypes"] = {role: str(tower.genotype()) for role, tower in towers.items()}
+        snapshot["genotypes"] = {role: str(tower.genotype()) for role, tower in towers.items()}
         self.snapshots = [s for s in self.snapshots if s["iteration"] != iteration]
         self.snapshots.append(snapshot)
         self.snapshots.sort(key=lambda s: s["iteration"])
@@ -104,6 +114,23 @@ class AlphaHistory:
     def truncate(self, iteration: int) -> None:
         """Drop the snapshots after ``iteration`` (a resume continues from there)."""
         self.snapshots = [s for s in self.snapshots if s["iteration"] <= iteration]
+
+    def stability(self, window: int) -> dict[str, Any]:
+        """How settled the search is: the share of the latest genotypes' edges (tower, node, op,
+        input) present in every snapshot of the last ``window`` iterations (1.0: unchanged)."""
+        traced = [s for s in self.snapshots if "genotypes" in s]
+        if not traced:
+            return {"window": window, "since": None, "share_unchanged": None, "snapshots": 0}
+        last = traced[-1]["iteration"]
+        recent = [s for s in traced if s["iteration"] >= last - window]
+        final = genotype_edges(traced[-1]["genotypes"])
+        kept = set.intersection(final, *(genotype_edges(s["genotypes"]) for s in recent))
+        return {
+            "window": window,
+            "since": recent[0]["iteration"],
+            "share_unchanged": len(kept) / len(final),
+            "snapshots": len(recent),
+        }
 
     def write_json(self, path: Path) -> None:
         atomic_write_text(path, json.dumps(self.state_dict(), indent=1) + "\n")

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from fad.engine.atomic import atomic_write_text
+from fad.runtime.atomic import atomic_write_text
 
 log = logging.getLogger("fad")
 REPORT_NAME = "search_report.json"

@@ -18,19 +18,25 @@ from typing import Any
 
 from yacs.config import CfgNode as CN
 
-from fad.engine.checkpoint import find_resume_checkpoint, save_checkpoint, set_rng_state
-from fad.engine.distributed import check_same_across_processes, is_main_process, wrap_ddp
-from fad.engine.loop import LoopHooks, run_loop
-from fad.engine.setup import RunContext, start_run
-from fad.engine.train import checkpoint_meta, prepare_training_run
+from fad.engine.loop import LoopHooks, no_iterations, run_loop
+from fad.engine.run import (
+    RunContext,
+    open_tensorboard,
+    prepare_training_data,
+    start_run,
+    train_loader_options,
+)
+from fad.engine.trained import checkpoint_meta
 from fad.errors import FadError
 from fad.modeling.build import build_detector
+from fad.runtime.checkpoint import find_resume_checkpoint, save_checkpoint, set_rng_state
+from fad.runtime.distributed import check_same_across_processes, is_main_process, wrap_ddp
 from fad.search.architect import Architect
 from fad.search.outputs import current_genotypes, write_search_outputs
 from fad.search.report import build_report, reset_peak_memory, write_report
 from fad.search.state import SearchState
-from fad.search.step import LOG_PERIOD, AlphaMonitor, make_search_step
-from fad.search.streams import StreamOptions, search_streams
+from fad.search.step import LOG_PERIOD, AlphaMonitor, make_search_step, stability_window
+from fad.search.streams import search_streams
 from fad.search_space.towers import alphas
 
 log = logging.getLogger("fad")
@@ -58,15 +64,7 @@ def _resume_checkpoint(folder: Path, required: bool) -> tuple[Path, dict[str, An
     return found
 
 
-def _tensorboard_writer(ctx: RunContext):
-    if ctx.rank != 0:
-        return None
-    from torch.utils.tensorboard import SummaryWriter
-
-    return SummaryWriter(log_dir=str(ctx.output_dir / "tensorboard"))
-
-
-def search(
+def run_search(
     cfg: CN,
     *,
     use_tensorboard: bool = False,
@@ -78,7 +76,7 @@ def search(
     _check_search_config(cfg)
     ctx = start_run(cfg, local_rank=local_rank)
     reset_peak_memory(ctx.device)
-    datasets = prepare_training_run(cfg, ctx)
+    datasets = prepare_training_data(cfg, ctx)
     class_names = list(datasets[0].class_names)
     found = _resume_checkpoint(ctx.output_dir, resume)
     model = build_detector(cfg, len(class_names), None, load_weights=found is None)
@@ -98,7 +96,7 @@ def search(
         name = name or f"model_{iteration:07d}.pth"
         return save_checkpoint(ctx.output_dir, name, state.payload(iteration, meta))
 
-    stats = {"iterations": 0, "seconds": 0.0, "it_per_s": 0.0, "images_per_s": 0.0}
+    stats = no_iterations()
     images_per_iter = 2 * cfg.SOLVER.IMS_PER_BATCH  # a weight batch and an alpha batch
     if start_iter < max_iter:
         ckpt = found[1] if found is not None else None
@@ -129,6 +127,8 @@ def search(
             "first_order": bool(cfg.SOLVER.SEARCH.FIRST_ORDER),
             "repshare": bool(cfg.MODEL.FAD.REPSHARE),
             "alpha_holdout": float(cfg.SOLVER.SEARCH.ALPHA_HOLDOUT),
+            "warmup_iters": int(cfg.SOLVER.SEARCH.WARMUP_ITERS),
+            "genotype_stability": state.history.stability(stability_window(max_iter)),
             "ims_per_batch": int(cfg.SOLVER.IMS_PER_BATCH),
         },
     )
@@ -149,17 +149,7 @@ def _search_iterations(
     images_per_iter: int,
 ) -> dict[str, float]:
     max_iter = cfg.SOLVER.MAX_ITER
-    options = StreamOptions(
-        images_per_batch=cfg.SOLVER.IMS_PER_BATCH // ctx.world_size,
-        max_iter=max_iter,
-        start_iter=start_iter,
-        seed=cfg.SEED,
-        num_workers=cfg.DATALOADER.NUM_WORKERS,
-        aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
-        rank=ctx.rank,
-        world_size=ctx.world_size,
-        max_bad_fraction=cfg.DATALOADER.MAX_BAD_IMAGE_FRACTION,
-    )
+    options = train_loader_options(cfg, ctx, start_iter)
     batches = search_streams(datasets, cfg.SOLVER.SEARCH.ALPHA_HOLDOUT, options)
     if ckpt is not None:  # after the loaders drew their own seeds, so the streams line up
         set_rng_state(ckpt["rng"])
@@ -169,7 +159,7 @@ def _search_iterations(
     architect = Architect(
         model, state.alpha_optimizer, state.optimizer, first_order=cfg.SOLVER.SEARCH.FIRST_ORDER
     )
-    writer = _tensorboard_writer(ctx) if use_tensorboard else None
+    writer = open_tensorboard(ctx, use_tensorboard)
     monitor = AlphaMonitor(
         model,
         state.history,
@@ -186,6 +176,7 @@ def _search_iterations(
         clip_grad=cfg.SOLVER.SEARCH.CLIP_GRAD_NORM,
         flip_prob=cfg.INPUT.HORIZONTAL_FLIP_PROB_TRAIN,
         seed=cfg.SEED + ctx.rank,
+        warmup_iters=cfg.SOLVER.SEARCH.WARMUP_ITERS,
         after_iteration=monitor,
     )
 

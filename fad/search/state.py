@@ -1,5 +1,4 @@
-"""The state of a search: model (weights and alphas), both optimizers, the scheduler and the
-alpha history; what a checkpoint holds besides the iteration and RNG states."""
+"""The state of a search: training's state plus the alpha optimizer and the alpha history."""
 
 from __future__ import annotations
 
@@ -10,14 +9,16 @@ import torch
 from torch import nn
 from yacs.config import CfgNode as CN
 
-from fad.engine.checkpoint import load_model_state, load_optimizer_state, rng_state
+from fad.engine.state import TrainState
+from fad.runtime.checkpoint import CheckpointMeta
 from fad.search.history import AlphaHistory
 from fad.search_space.towers import alphas, named_alphas
 from fad.solver import build_optimizer, build_scheduler
 
 
-def build_weight_optimizer(model: nn.Module, solver: CN) -> torch.optim.Optimizer:
-    """The weights' optimizer of training (SOLVER.OPTIMIZER, bias groups), alphas left out.
+def build_param_optimizer(model: nn.Module, solver: CN) -> torch.optim.Optimizer:
+    """The network parameters' optimizer of training (SOLVER.OPTIMIZER, bias groups), alphas
+    left out.
 
     With SOLVER.SEARCH.ALPHAS_IN_WEIGHT_STEP (the released FAD code) the alphas are in it too,
     with the weights' lr and decay: they also move on the weight batch's loss.
@@ -41,18 +42,15 @@ def build_alpha_optimizer(model: nn.Module, search: CN) -> torch.optim.Adam:
 
 
 @dataclass
-class SearchState:
+class SearchState(TrainState):
     """Everything a search checkpoint holds, besides the iteration and RNG states."""
 
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    alpha_optimizer: torch.optim.Optimizer
-    history: AlphaHistory
+    alpha_optimizer: torch.optim.Optimizer | None = None
+    history: AlphaHistory | None = None
 
     @classmethod
     def build(cls, model: nn.Module, cfg: CN) -> SearchState:
-        optimizer = build_weight_optimizer(model, cfg.SOLVER)
+        optimizer = build_param_optimizer(model, cfg.SOLVER)
         return cls(
             model,
             optimizer,
@@ -61,26 +59,16 @@ class SearchState:
             AlphaHistory.for_model(model),
         )
 
-    def payload(self, iteration: int, meta: dict[str, Any]) -> dict[str, Any]:
-        """The checkpoint dict (tensors and plain data only)."""
+    def payload(self, iteration: int, meta: CheckpointMeta) -> dict[str, Any]:
         return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            **super().payload(iteration, meta),
             "alpha_optimizer": self.alpha_optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "iteration": iteration,
-            "rng": rng_state(),
-            "meta": meta,
             "alpha_history": self.history.state_dict(),
         }
 
     def load(self, ckpt: dict[str, Any], source: str) -> int:
-        """Restore from a checkpoint (RNG states excepted); return its iteration."""
-        load_model_state(self.model, ckpt["model"], source)
-        load_optimizer_state(self.optimizer, ckpt["optimizer"], source)
+        iteration = super().load(ckpt, source)
         self.alpha_optimizer.load_state_dict(ckpt["alpha_optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        iteration = int(ckpt["iteration"])
         self.history = AlphaHistory.from_state_dict(ckpt["alpha_history"], source)
         self.history.truncate(iteration)
         return iteration

@@ -1,4 +1,4 @@
-"""One search iteration (alpha step, then weight step) and what is tracked after it."""
+"""One search iteration (alpha step, then the weight step of training) and what is tracked after it."""
 
 from __future__ import annotations
 
@@ -9,24 +9,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from fad.engine.loop import Step, check_finite
-from fad.engine.train import random_flip
+from fad.engine.loop import Step
+from fad.engine.step import WeightStep, check_finite, prepare_batch
 from fad.search.architect import Architect
 from fad.search.history import AlphaHistory, mean_entropy
 from fad.search.streams import ALPHA_SEED_OFFSET
 
 log = logging.getLogger("fad")
 LOG_PERIOD = 20  # progress line, TensorBoard and alpha history every this many iterations
-
-
-def _prepare(batch, generator_seed: int, flip_prob: float, device: torch.device):
-    """Random flips (drawn from a generator seeded per iteration), then move to ``device``."""
-    images, targets = random_flip(*batch, torch.Generator().manual_seed(generator_seed), flip_prob)
-    images = [img.to(device, non_blocking=True) for img in images]
-    targets = [
-        {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets
-    ]
-    return images, targets
 
 
 def make_search_step(
@@ -39,18 +29,23 @@ def make_search_step(
     clip_grad: float,
     flip_prob: float,
     seed: int,
-    after_iteration: Callable[[int, Tensor], None] | None = None,
+    warmup_iters: int = 0,
+    after_iteration: Callable[[int, Tensor | None], None] | None = None,
 ) -> Step:
     """One search iteration on a (weight batch, alpha batch) pair; returns the weight losses.
 
-    ``net`` is the model (or its DDP wrapper) for the weight step; non-finite losses or gradient
-    norms stop the run before the corresponding optimizer step.
+    The first ``warmup_iters`` iterations skip the alpha step (SOLVER.SEARCH.WARMUP_ITERS): the
+    weights learn before the alphas judge them (their alpha batches are drawn all the same, so
+    the streams do not depend on the warm-up).
+
+    ``net`` is the model (or its DDP wrapper) for the weight step (training's `WeightStep`, its
+    clipping leaving out alphas that SOLVER.SEARCH.ALPHAS_IN_WEIGHT_STEP put in the optimizer,
+    as the released code); non-finite losses or gradient norms stop the run before the
+    corresponding optimizer step.
     """
     alpha_ids = {id(a) for a in architect.alphas}
-    weights = [
-        p for group in optimizer.param_groups for p in group["params"] if id(p) not in alpha_ids
-    ]  # clipped; alphas in the weights' optimizer (ALPHAS_IN_WEIGHT_STEP) are not, as released
-    max_norm = clip_grad if clip_grad > 0 else float("inf")
+    params = [p for g in optimizer.param_groups for p in g["params"] if id(p) not in alpha_ids]
+    weight_step = WeightStep(net, optimizer, scheduler, device, clip_grad=clip_grad, clipped=params)
 
     def check_alpha(iteration: int) -> Callable[[Tensor, Tensor], None]:
         def check(loss: Tensor, norm: Tensor) -> None:
@@ -61,18 +56,13 @@ def make_search_step(
 
     def step(iteration: int, batch) -> dict[str, Tensor]:
         weight_raw, alpha_raw = batch
-        weight_batch = _prepare(weight_raw, seed * 1_000_003 + iteration, flip_prob, device)
-        alpha_seed = (seed + ALPHA_SEED_OFFSET) * 1_000_003 + iteration
-        alpha_batch = _prepare(alpha_raw, alpha_seed, flip_prob, device)
-        alpha_loss = architect.step(alpha_batch, weight_batch, check=check_alpha(iteration))
-        losses = net(*weight_batch)
-        check_finite(iteration, losses, device)
-        optimizer.zero_grad(set_to_none=True)
-        sum(losses.values()).backward()
-        norm = torch.nn.utils.clip_grad_norm_(weights, max_norm)
-        check_finite(iteration, {"grad_norm": norm}, device, what="gradient norm")
-        optimizer.step()
-        scheduler.step()
+        prepare = {"iteration": iteration, "flip_prob": flip_prob, "device": device}
+        weight_batch = prepare_batch(weight_raw, seed=seed, **prepare)
+        alpha_batch = prepare_batch(alpha_raw, seed=seed + ALPHA_SEED_OFFSET, **prepare)
+        alpha_loss = None
+        if iteration >= warmup_iters:
+            alpha_loss = architect.step(alpha_batch, weight_batch, check=check_alpha(iteration))
+        losses = weight_step(iteration, weight_batch)
         if after_iteration is not None:
             after_iteration(iteration, alpha_loss)
         return losses
@@ -82,7 +72,11 @@ def make_search_step(
 
 class AlphaMonitor:
     """After each iteration: record the alpha history (every LOG_PERIOD iterations and at
-    checkpoints), log the alpha loss and entropy, write them to TensorBoard."""
+    checkpoints), log the alpha loss, entropy and genotype stability, write them to TensorBoard.
+
+    Stability: the share of the current genotypes' edges unchanged over the last
+    `stability_window(max_iter)` iterations (see `AlphaHistory.stability`).
+    """
 
     def __init__(
         self,
@@ -100,24 +94,36 @@ class AlphaMonitor:
         self.writer = writer
         self.window: list[float] = []
 
-    def __call__(self, iteration: int, alpha_loss: Tensor) -> None:
+    def __call__(self, iteration: int, alpha_loss: Tensor | None) -> None:
         done = iteration + 1
-        self.window.append(float(alpha_loss))
+        if alpha_loss is not None:
+            self.window.append(float(alpha_loss))
         checkpoint = done % self.checkpoint_period == 0 or done == self.max_iter
         if not (checkpoint or done % LOG_PERIOD == 0):
             return
         snapshot = self.history.record(self.model, done, checkpoint=checkpoint)
         entropies = {role: mean_entropy(rows) for role, rows in snapshot["weights"].items()}
-        mean_loss = sum(self.window) / len(self.window)
+        stable = self.history.stability(stability_window(self.max_iter))
+        mean_loss = sum(self.window) / len(self.window) if self.window else None
         self.window = []
         log.info(
-            "iter %d/%d  alpha loss %.4f  alpha entropy %s",
+            "iter %d/%d  alpha loss %s  alpha entropy %s  edges unchanged since iter %d: %.0f%%",
             done,
             self.max_iter,
-            mean_loss,
+            "(warm-up)" if mean_loss is None else f"{mean_loss:.4f}",
             "  ".join(f"{role} {value:.4f}" for role, value in entropies.items()),
+            stable["since"],
+            100 * stable["share_unchanged"],
         )
         if self.writer is not None:
-            self.writer.add_scalar("alpha/loss", mean_loss, done)
+            if mean_loss is not None:
+                self.writer.add_scalar("alpha/loss", mean_loss, done)
+            self.writer.add_scalar("alpha/genotype_stability", stable["share_unchanged"], done)
             for role, value in entropies.items():
                 self.writer.add_scalar(f"alpha/entropy_{role}", value, done)
+
+
+def stability_window(max_iter: int) -> int:
+    """The iterations over which genotype stability is measured: the last quarter of the search
+    (at least one log period)."""
+    return max(LOG_PERIOD, max_iter // 4)

@@ -14,32 +14,18 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 
 import numpy as np
 import torch
 
-from fad.data.build import build_train_loader
+from fad.data.build import TrainLoaderOptions, build_train_loader
 from fad.data.detection import DetectionDataset
 from fad.errors import FadError
+from fad.runtime.seeding import SEED_STRIDE
 
-ALPHA_SEED_OFFSET = 1_000_003  # the alpha stream's sampler seed is SEED + this
+ALPHA_SEED_OFFSET = SEED_STRIDE  # the alpha stream's seed is SEED + this
 _HOLDOUT_TAG = 0x5EA4C4  # separates the split's RNG from the samplers'
-
-
-@dataclass(frozen=True)
-class StreamOptions:
-    """Loader settings shared by both streams (``images_per_batch`` per process)."""
-
-    images_per_batch: int
-    max_iter: int
-    start_iter: int = 0
-    seed: int = 0
-    num_workers: int = 0
-    aspect_ratio_grouping: bool = True
-    rank: int = 0
-    world_size: int = 1
-    max_bad_fraction: float = 0.01
 
 
 def _subset(dataset: DetectionDataset, indices: Sequence[int]) -> DetectionDataset:
@@ -90,28 +76,15 @@ def _rng_isolated(batches: Iterable) -> Iterator:
 
 
 def search_streams(
-    datasets: Sequence[DetectionDataset], holdout: float, options: StreamOptions
+    datasets: Sequence[DetectionDataset], holdout: float, options: TrainLoaderOptions
 ) -> Iterator[tuple[object, object]]:
-    """Yield (weight batch, alpha batch) per iteration; each batch is (images, targets)."""
+    """Yield (weight batch, alpha batch) per iteration; each batch is (images, targets). The
+    alpha stream is seeded SEED + ALPHA_SEED_OFFSET."""
     if holdout > 0:
         weight_sets, alpha_sets = holdout_split(datasets, holdout, options.seed)
     else:
         weight_sets, alpha_sets = list(datasets), list(datasets)
-
-    def loader(sets: Sequence[DetectionDataset], seed: int):
-        return build_train_loader(
-            sets,
-            images_per_batch=options.images_per_batch,
-            max_iter=options.max_iter,
-            start_iter=options.start_iter,
-            seed=seed,
-            num_workers=options.num_workers,
-            aspect_ratio_grouping=options.aspect_ratio_grouping,
-            rank=options.rank,
-            world_size=options.world_size,
-            max_bad_fraction=options.max_bad_fraction,
-        )
-
-    weight_loader = loader(weight_sets, options.seed)
-    alpha_loader = loader(alpha_sets, options.seed + ALPHA_SEED_OFFSET)
+    weight_loader = build_train_loader(weight_sets, options)
+    alpha_options = replace(options, seed=options.seed + ALPHA_SEED_OFFSET)
+    alpha_loader = build_train_loader(alpha_sets, alpha_options)
     return _rng_isolated(zip(iter(weight_loader), iter(alpha_loader)))

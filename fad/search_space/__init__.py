@@ -25,7 +25,7 @@ from fad.search_space.towers import (
     build_towers,
     derive_genotypes,
     named_alphas,
-    weights,
+    network_params,
 )
 
 __all__ = [
@@ -51,6 +51,6 @@ __all__ = [
     "read_genotype_file",
     "space_ops",
     "validate_genotype",
-    "weights",
+    "network_params",
     "write_genotype_file",
 ]

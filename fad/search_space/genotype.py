@@ -17,8 +17,8 @@ from pathlib import Path
 
 from torch import Tensor
 
-from fad.engine.atomic import atomic_write_text
 from fad.errors import FadError
+from fad.runtime.atomic import atomic_write_text
 from fad.search_space.ops import NONE, OP_SPECS, unknown_name_error
 
 EDGES_PER_NODE = 2

@@ -178,6 +178,15 @@ def space_ops(space: str) -> tuple[str, ...]:
     return SPACES[space]
 
 
+def check_group_norm_width(name: str, value: int) -> None:
+    """A width that GroupNorm(32) can split: a positive multiple of GN_GROUPS, else a FadError
+    naming ``name``."""
+    if value < GN_GROUPS or value % GN_GROUPS:
+        raise FadError(
+            f"{name}: must be a positive multiple of {GN_GROUPS} (GroupNorm), got {value}"
+        )
+
+
 def check_op_names(names: Sequence[str]) -> None:
     """Raise FadError on an unknown or repeated op name."""
     for name in names:

@@ -31,7 +31,12 @@ from fad.search_space.genotype import (
     derive_genotype,
     validate_genotype,
 )
-from fad.search_space.ops import GN_GROUPS, ConvUnit, space_ops, unknown_name_error
+from fad.search_space.ops import (
+    ConvUnit,
+    check_group_norm_width,
+    space_ops,
+    unknown_name_error,
+)
 
 MODES = ("standard", "search", "genotype")
 ALPHA_INIT_STD = 1e-3
@@ -66,14 +71,14 @@ class TowerSpec:
             raise unknown_name_error("tower mode", self.mode, MODES)
         space_ops(self.space)
         _check_positive("TowerSpec.num_convs", self.num_convs)
-        _check_group_norm("TowerSpec.channels", self.channels)
+        check_group_norm_width("TowerSpec.channels", self.channels)
         for role in ROLES:
             tower: CellTowerSpec = getattr(self, role)
             if self.mode == "standard" or not tower.enabled:
                 continue
             _check_positive(f"TowerSpec.{role}.num_cells", tower.num_cells)
             _check_positive(f"TowerSpec.{role}.num_nodes", tower.num_nodes)
-            _check_group_norm(f"TowerSpec.{role}.edge_channels", tower.edge_channels)
+            check_group_norm_width(f"TowerSpec.{role}.edge_channels", tower.edge_channels)
             if self.mode == "genotype":
                 if tower.genotype is None:
                     raise FadError(f"TowerSpec.{role}.genotype: required in mode 'genotype'")
@@ -85,13 +90,6 @@ class TowerSpec:
 def _check_positive(name: str, value: int) -> None:
     if value < 1:
         raise FadError(f"{name}: must be >= 1, got {value}")
-
-
-def _check_group_norm(name: str, value: int) -> None:
-    if value < GN_GROUPS or value % GN_GROUPS:
-        raise FadError(
-            f"{name}: must be a positive multiple of {GN_GROUPS} (GroupNorm), got {value}"
-        )
 
 
 def _init_normal(module: nn.Module) -> None:
@@ -186,8 +184,8 @@ class SearchTower(CellTower):
         )
 
     def forward_cells(self, feature: Tensor, box_feature: Tensor | None = None) -> Tensor:
-        weights = [F.softmax(alpha, dim=-1) for alpha in self.alphas]
-        return _run_cells(self.cells, feature, box_feature, weights)
+        op_weights = [F.softmax(alpha, dim=-1) for alpha in self.alphas]
+        return _run_cells(self.cells, feature, box_feature, op_weights)
 
     def genotype(self) -> Genotype:
         """The discrete cell of the current alphas (see ``derive_genotype``)."""
@@ -247,8 +245,8 @@ def alphas(module: nn.Module) -> list[nn.Parameter]:
     return [p for _, p in named_alphas(module)]
 
 
-def weights(module: nn.Module) -> list[nn.Parameter]:
-    """Every parameter of ``module`` that is not an alpha (the network weights)."""
+def network_params(module: nn.Module) -> list[nn.Parameter]:
+    """Every parameter of ``module`` that is not an alpha (the network's weights)."""
     ids = {id(p) for p in alphas(module)}
     return [p for p in module.parameters() if id(p) not in ids]
 

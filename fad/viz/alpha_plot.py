@@ -17,7 +17,7 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from fad.engine.atomic import atomic_write
+from fad.runtime.atomic import atomic_write
 from fad.search_space.ops import NONE
 
 PLOT_FORMATS = ("png", "svg")

@@ -17,7 +17,7 @@ import graphviz
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from fad.engine.atomic import atomic_write
+from fad.runtime.atomic import atomic_write
 from fad.search_space.genotype import INPUT_NODES, Genotype
 
 INSTALL_HINT = (

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fad.data.build import build_datasets, build_test_loader, build_train_loader, collate
+from fad.data.build import (
+    TrainLoaderOptions,
+    build_datasets,
+    build_test_loader,
+    build_train_loader,
+    collate,
+)
 from fad.data.shapes import generate_shapes
 from fad.data.transforms import RandomHorizontalFlip, build_transforms
 from fad.errors import FadError
@@ -21,7 +27,8 @@ def shapes_names(tmp_path_factory):
 
 def test_train_loader_yields_lists_for_the_remaining_iterations(shapes_names):
     datasets = build_datasets([shapes_names[0], shapes_names[0]], train=True)
-    loader = build_train_loader(datasets, images_per_batch=2, max_iter=5, start_iter=2, seed=1)
+    options = TrainLoaderOptions(images_per_batch=2, max_iter=5, start_iter=2, seed=1)
+    loader = build_train_loader(datasets, options)
     batches = list(loader)
     assert len(loader) == 3 and len(batches) == 3  # one aspect-ratio group per batch
     for images, targets in batches:
@@ -43,7 +50,7 @@ def test_train_loader_requires_matching_classes(shapes_names, tmp_path):
     )
     datasets = build_datasets([shapes_names[0], f"{tmp_path}/imgs@{other}"], train=True)
     with pytest.raises(FadError, match="disagree on classes"):
-        build_train_loader(datasets, images_per_batch=1, max_iter=1)
+        build_train_loader(datasets, TrainLoaderOptions(images_per_batch=1, max_iter=1))
 
 
 def test_test_loader_shards_cover_every_image_once(shapes_names):

@@ -14,9 +14,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from fad.engine.checkpoint import load_checkpoint
-from fad.engine.distributed import check_same_across_processes
 from fad.errors import FadError
+from fad.runtime.checkpoint import load_checkpoint
+from fad.runtime.distributed import check_same_across_processes
 from fad.search_space.genotype import read_genotype_file
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "shapes" / "search_fad_R_18_FPN.yaml"

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from fad.engine.checkpoint import load_checkpoint
+from fad.runtime.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from fad.engine import atomic
-from fad.engine.checkpoint import (
+from fad.errors import FadError
+from fad.runtime import atomic
+from fad.runtime.checkpoint import (
     find_resume_checkpoint,
     load_checkpoint,
     load_model_state,
@@ -19,7 +20,6 @@ from fad.engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from fad.errors import FadError
 
 
 def _payload(iteration: int) -> dict:

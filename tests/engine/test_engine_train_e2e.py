@@ -9,9 +9,9 @@ import torch
 
 from fad.cli import main
 from fad.config import load_config
-from fad.engine.checkpoint import load_checkpoint
-from fad.engine.train import train
+from fad.engine.train import run_training as train
 from fad.errors import FadError
+from fad.runtime.checkpoint import load_checkpoint
 
 
 def _run(shapes_config, opts, *extra):

@@ -5,7 +5,7 @@ import torch
 
 from fad.config import load_config
 from fad.errors import FadError
-from fad.modeling import weights as weights_mod
+from fad.modeling import pretrained as pretrained_mod
 from fad.modeling.backbone import build_resnet, build_resnet_fpn
 from fad.modeling.build import build_detector
 
@@ -88,4 +88,4 @@ def test_local_backbone_weights_load_and_mismatches_are_logged(tmp_path, caplog)
 def test_missing_weight_file_is_an_error():
     cfg = load_config(None, ["MODEL.WEIGHT", "/no/such/r50.pth"])
     with pytest.raises(FadError, match="not found"):
-        weights_mod.load_backbone_weights(build_resnet(18), cfg.MODEL.WEIGHT, (18, 1, 64))
+        pretrained_mod.load_pretrained_backbone(build_resnet(18), cfg.MODEL.WEIGHT, (18, 1, 64))

@@ -54,16 +54,18 @@ def shapes_copy(tiny_shapes, tmp_path) -> dict[str, Path | str]:
 def tiny_weights(fast_opts, shapes_config, tmp_path) -> Path:
     """An untrained tiny detector saved as `fad train` saves it (meta with class names)."""
     from fad.config import load_config
-    from fad.engine.checkpoint import save_checkpoint
-    from fad.engine.train import checkpoint_meta
+    from fad.engine.trained import checkpoint_meta
     from fad.modeling.build import build_detector
+    from fad.runtime.checkpoint import save_checkpoint
 
     cfg = load_config(shapes_config, fast_opts)
     names = ["circle", "square", "triangle", "star", "cross"]
     model = build_detector(cfg, len(names), load_weights=False)
     meta = checkpoint_meta(cfg, names, None, "train", [1, 3, 5, 7, 9])
     return save_checkpoint(
-        tmp_path / "weights", "model_final.pth", {"model": model.state_dict(), "meta": meta}
+        tmp_path / "weights",
+        "model_final.pth",
+        {"model": model.state_dict(), "meta": meta.to_dict()},
     )
 
 

@@ -12,12 +12,12 @@ import torch
 
 from fad.cli import main
 from fad.config import load_config
-from fad.data.build import build_datasets, build_train_loader
+from fad.data.build import TrainLoaderOptions, build_datasets, build_train_loader
 from fad.data.robust import SKIPPED, BadImageBudget, SkipUnreadable
 from fad.data.samplers import IterationBatchSampler
-from fad.engine.logger import setup_logger
-from fad.engine.train import train
+from fad.engine.train import run_training as train
 from fad.errors import FadError
+from fad.runtime.logger import setup_logger
 
 
 def _truncate(path: Path) -> None:
@@ -49,8 +49,7 @@ def damaged(shapes_copy) -> dict:
 
 
 def _loader(damaged, *, fraction=0.3, max_iter=6, start_iter=0, workers=0):
-    return build_train_loader(
-        [damaged["dataset"]],
+    options = TrainLoaderOptions(
         images_per_batch=2,
         max_iter=max_iter,
         start_iter=start_iter,
@@ -58,6 +57,7 @@ def _loader(damaged, *, fraction=0.3, max_iter=6, start_iter=0, workers=0):
         num_workers=workers,
         max_bad_fraction=fraction,
     )
+    return build_train_loader([damaged["dataset"]], options)
 
 
 def _replacement(index: int, bad: set[int], n: int) -> int:

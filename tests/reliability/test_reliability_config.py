@@ -33,11 +33,11 @@ def no_heavy_work(monkeypatch):
 
     for target in (
         "fad.data.build.build_datasets",
-        "fad.engine.train.build_datasets",
+        "fad.engine.run.build_datasets",
         "fad.engine.evaluate.build_datasets",
         "fad.modeling.build.build_detector",
         "fad.engine.train.build_detector",
-        "fad.engine.inference_model.build_detector",
+        "fad.engine.trained.build_detector",
     ):
         monkeypatch.setattr(target, forbidden)
 

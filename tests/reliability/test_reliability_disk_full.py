@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from fad.config import load_config
-from fad.engine import atomic
-from fad.engine.checkpoint import find_resume_checkpoint
-from fad.engine.train import train
+from fad.engine.train import run_training as train
 from fad.errors import FadError
+from fad.runtime import atomic
+from fad.runtime.checkpoint import find_resume_checkpoint
 
 
 @pytest.mark.parametrize("fault", ["write", "replace"])

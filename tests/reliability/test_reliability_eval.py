@@ -10,10 +10,10 @@ import fad.engine.evaluate as evaluate_module
 from fad.cli import main
 from fad.config import load_config
 from fad.data.samplers import InferenceSampler
-from fad.engine.checkpoint import save_checkpoint
-from fad.engine.train import checkpoint_meta
+from fad.engine.trained import checkpoint_meta
 from fad.errors import FadError
 from fad.modeling.build import build_detector
+from fad.runtime.checkpoint import save_checkpoint
 from fad.search_space.genotype import load_genotypes
 
 
@@ -49,7 +49,7 @@ def paper_weights(fast_opts, shapes_config, tmp_path):
     model = build_detector(cfg, 5, genotypes, load_weights=False)
     names = ["circle", "square", "triangle", "star", "cross"]
     meta = checkpoint_meta(cfg, names, genotypes, "train", [1, 3, 5, 7, 9])
-    payload = {"model": model.state_dict(), "meta": meta}
+    payload = {"model": model.state_dict(), "meta": meta.to_dict()}
     return save_checkpoint(tmp_path / "paper", "model_final.pth", payload)
 
 

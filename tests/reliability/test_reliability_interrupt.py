@@ -16,10 +16,10 @@ import torch
 
 import fad.modeling.fcos as fcos_module
 from fad.config import load_config
-from fad.engine.checkpoint import find_resume_checkpoint, load_checkpoint
 from fad.engine.loop import LoopHooks, run_loop
-from fad.engine.train import train
+from fad.engine.train import run_training as train
 from fad.errors import FadError
+from fad.runtime.checkpoint import find_resume_checkpoint, load_checkpoint
 
 HINT = "run the same command again to resume"
 

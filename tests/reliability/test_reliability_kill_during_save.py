@@ -12,14 +12,14 @@ from pathlib import Path
 
 import torch
 
-from fad.engine.checkpoint import find_resume_checkpoint, load_checkpoint, remove_partial_writes
+from fad.runtime.checkpoint import find_resume_checkpoint, load_checkpoint, remove_partial_writes
 
 # Saves checkpoints 8 MB each, as fast as it can, resuming the numbering from the folder; prints
 # the iteration of every save that returned.
 WRITER = """
 import sys
 import torch
-from fad.engine.checkpoint import find_resume_checkpoint, save_checkpoint
+from fad.runtime.checkpoint import find_resume_checkpoint, save_checkpoint
 
 folder = sys.argv[1]
 found = find_resume_checkpoint(folder)

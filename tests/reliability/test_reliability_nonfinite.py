@@ -13,9 +13,9 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import fad.modeling.fcos as fcos_module
 from fad.config import load_config
-from fad.engine.checkpoint import find_resume_checkpoint
-from fad.engine.loop import NonFiniteLossError
-from fad.engine.train import train
+from fad.engine.step import NonFiniteLossError
+from fad.engine.train import run_training as train
+from fad.runtime.checkpoint import find_resume_checkpoint
 
 
 class _InfiniteGradient(torch.autograd.Function):
@@ -105,8 +105,8 @@ def test_infinite_gradient_norm_stops_before_the_step(shapes_config, fast_opts, 
 # Two gloo processes; only rank 1 sees a NaN. Each prints what check_finite did.
 RANKS = """
 import torch
-from fad.engine.distributed import get_rank, init_from_env
-from fad.engine.loop import NonFiniteLossError, check_finite
+from fad.runtime.distributed import get_rank, init_from_env
+from fad.engine.step import NonFiniteLossError, check_finite
 
 device = init_from_env()
 value = float("nan") if get_rank() == 1 else 1.0

@@ -12,11 +12,11 @@ import torch
 
 from fad.cli import main
 from fad.config import load_config
-from fad.engine.checkpoint import save_checkpoint
-from fad.engine.train import train
+from fad.engine.train import run_training as train
 from fad.errors import FadError
 from fad.modeling.backbone import build_resnet
 from fad.modeling.build import build_detector
+from fad.runtime.checkpoint import save_checkpoint
 
 
 def _foreign_checkpoint(shapes_config, opts, *changes) -> Path:

@@ -12,9 +12,9 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import fad.modeling.fcos as fcos_module
 from fad.config import load_config
-from fad.engine.checkpoint import find_resume_checkpoint
-from fad.engine.loop import NonFiniteLossError
+from fad.engine.step import NonFiniteLossError
 from fad.errors import FadError
+from fad.runtime.checkpoint import find_resume_checkpoint
 from fad.search import searcher
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "shapes" / "search_fad_R_18_FPN.yaml"
@@ -57,7 +57,7 @@ def test_nan_loss_stops_the_search_and_keeps_the_last_checkpoint(
     handle = register_optimizer_step_post_hook(lambda opt, args, kwargs: steps.append(opt))
     try:
         with pytest.raises(NonFiniteLossError) as err:
-            searcher.search(_cfg(tiny_shapes["train"], out, "SOLVER.MAX_ITER", "4"))
+            searcher.run_search(_cfg(tiny_shapes["train"], out, "SOLVER.MAX_ITER", "4"))
     finally:
         handle.remove()
     message = str(err.value)
@@ -75,5 +75,5 @@ def test_an_unreadable_image_counts_against_the_search_budget(shapes_copy, tmp_p
     path = Path(shapes_copy["train_dir"]) / "000004.jpg"
     path.write_bytes(b"not a jpeg")
     with pytest.raises(FadError, match="training images could not be read"):
-        searcher.search(_cfg(shapes_copy["train"], tmp_path / "out", "SOLVER.MAX_ITER", "12"))
+        searcher.run_search(_cfg(shapes_copy["train"], tmp_path / "out", "SOLVER.MAX_ITER", "12"))
     assert str(path) in (tmp_path / "out" / "log.txt").read_text()

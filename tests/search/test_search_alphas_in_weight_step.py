@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from fad.config import load_config
-from fad.search.state import build_weight_optimizer
+from fad.search.state import build_param_optimizer
 from fad.search_space.towers import CellTowerSpec, TowerSpec, alphas, build_towers
 
 
@@ -30,7 +30,7 @@ def test_the_weight_step_moves_the_alphas_only_with_the_switch(switch):
     torch.manual_seed(0)
     model = _Towers()
     cfg = load_config(None, ["SOLVER.SEARCH.ALPHAS_IN_WEIGHT_STEP", str(switch)])
-    optimizer = build_weight_optimizer(model, cfg.SOLVER)
+    optimizer = build_param_optimizer(model, cfg.SOLVER)
     held = {id(p) for group in optimizer.param_groups for p in group["params"]}
     assert all((id(a) in held) == switch for a in alphas(model))
     before = [a.detach().clone() for a in alphas(model)]

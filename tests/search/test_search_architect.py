@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from fad.engine.loop import NonFiniteLossError, check_finite
+from fad.engine.step import NonFiniteLossError, check_finite
 from fad.search.architect import Architect
 from fad.search.step import make_search_step
 from fad.search_space.towers import CellTowerSpec, TowerSpec, alphas, build_towers
@@ -223,7 +223,7 @@ class TinyDetector(TinyNet):
         return {"loss_mse": ((out - torch.stack([t["y"] for t in targets])) ** 2).mean()}
 
 
-def _detector_setup(clip_grad: float = 20.0):
+def _detector_setup(clip_grad: float = 20.0, warmup_iters: int = 0):
     torch.manual_seed(0)
     model = TinyDetector().double().train()
     alpha_ids = {id(a) for a in alphas(model)}
@@ -243,7 +243,8 @@ def _detector_setup(clip_grad: float = 20.0):
         clip_grad=clip_grad,
         flip_prob=0.0,
         seed=0,
-        after_iteration=lambda i, loss: calls.append((i, float(loss))),
+        warmup_iters=warmup_iters,
+        after_iteration=lambda i, loss: calls.append((i, None if loss is None else float(loss))),
     )
     return model, step, calls
 
@@ -277,3 +278,17 @@ def test_non_finite_weight_loss_stops_before_the_weight_step():
         step(4, (_detector_batch(1, poison=True), _detector_batch(2)))
     assert all(torch.equal(a, b) for a, b in zip(weights, _weights(model)))
     assert calls == []
+
+
+def test_warmup_trains_the_weights_and_keeps_the_alphas_for_its_iterations():
+    model, step, calls = _detector_setup(warmup_iters=2)
+    start = [a.detach().clone() for a in alphas(model)]
+    weights = _weights(model)
+    for iteration in range(2):
+        step(iteration, (_detector_batch(2 * iteration), _detector_batch(2 * iteration + 1)))
+        assert all(torch.equal(a, b) for a, b in zip(start, alphas(model)))
+    assert any(not torch.equal(a, b) for a, b in zip(weights, _weights(model)))
+    assert [loss for _, loss in calls] == [None, None]  # no alpha loss while warming up
+    step(2, (_detector_batch(4), _detector_batch(5)))
+    assert all(not torch.equal(a, b) for a, b in zip(start, alphas(model)))
+    assert calls[-1][1] is not None and math.isfinite(calls[-1][1])

@@ -16,8 +16,8 @@ import torch
 
 from fad.cli import main
 from fad.config import load_config
-from fad.engine.checkpoint import find_resume_checkpoint
 from fad.errors import FadError
+from fad.runtime.checkpoint import find_resume_checkpoint
 from fad.search import searcher
 from fad.search_space.genotype import derive_genotype, read_genotype_file
 from fad.search_space.ops import space_ops
@@ -45,7 +45,7 @@ def _opts(tiny_shapes, out: Path, *extra: str) -> list[str]:
 
 
 def _search(tiny_shapes, out: Path, *extra: str) -> dict:
-    return searcher.search(load_config(str(CONFIG), _opts(tiny_shapes, out, *extra)))
+    return searcher.run_search(load_config(str(CONFIG), _opts(tiny_shapes, out, *extra)))
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +159,9 @@ def test_resume_flag_without_a_checkpoint_and_foreign_checkpoints_are_errors(
     tiny_shapes, tmp_path, reference
 ):
     with pytest.raises(FadError, match="--resume: no loadable checkpoint"):
-        searcher.search(load_config(str(CONFIG), _opts(tiny_shapes, tmp_path / "a")), resume=True)
+        searcher.run_search(
+            load_config(str(CONFIG), _opts(tiny_shapes, tmp_path / "a")), resume=True
+        )
     ckpt = _final(reference)
     ckpt["meta"]["kind"] = "train"
     (tmp_path / "b").mkdir()

@@ -11,6 +11,7 @@ from torch import nn
 from fad.errors import FadError
 from fad.search.history import AlphaHistory, edge_labels, mean_entropy
 from fad.search_space.genotype import parse_genotype
+from fad.search_space.ops import space_ops
 from fad.search_space.towers import CellTowerSpec, TowerSpec, alphas, build_towers
 from fad.viz.alpha_plot import plot_alpha_history
 
@@ -38,7 +39,7 @@ def test_mean_entropy_is_log_n_when_uniform_and_zero_when_decided():
     assert mean_entropy([[1.0, 0.0, 0.0]]) == 0.0
 
 
-def test_snapshots_hold_softmaxed_alphas_and_checkpoint_genotypes():
+def test_snapshots_hold_softmaxed_alphas_and_genotypes():
     model = _towers()
     history = AlphaHistory.for_model(model)
     history.record(model, 0, checkpoint=True)
@@ -49,8 +50,8 @@ def test_snapshots_hold_softmaxed_alphas_and_checkpoint_genotypes():
     assert len(second["weights"]["box"]) == 9 and len(second["weights"]["box"][0]) == 11
     assert sum(second["weights"]["box"][0]) == pytest.approx(1.0)
     assert max(second["weights"]["box"][0]) == second["weights"]["box"][0][3]
-    assert "genotypes" not in second
     parse_genotype(first["genotypes"]["box"], num_nodes=3)
+    assert parse_genotype(second["genotypes"]["box"]).normal[0][0] == (space_ops("released")[3], 0)
     assert first["weights"]["box"][0][3] < 0.1 < second["weights"]["box"][0][3]
 
 
@@ -107,3 +108,22 @@ def test_alpha_plot_writes_png_and_svg(tmp_path):
     assert written[0].read_bytes().startswith(b"\x89PNG")
     assert b"<svg" in written[1].read_bytes()[:500]
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_stability_is_the_share_of_final_edges_unchanged_over_the_window():
+    model = _towers()
+    history = AlphaHistory.for_model(model)
+    with torch.no_grad():
+        for alpha in alphas(model):
+            alpha.normal_(std=1.0)  # a decided cell: every node has two clear edges
+    history.record(model, 0)
+    history.record(model, 20)
+    assert history.stability(window=100)["share_unchanged"] == 1.0
+    with torch.no_grad():  # node 0 of the box tower: a new best op on the edge from c_{k-2}
+        alphas(model)[0][0, 9] += 50.0
+    history.record(model, 40)
+    edges = 2 * 2 * 3  # two towers, 3 nodes, 2 edges each
+    stable = history.stability(window=100)
+    assert stable["share_unchanged"] == pytest.approx((edges - 1) / edges)
+    assert stable["since"] == 0 and stable["snapshots"] == 3
+    assert history.stability(window=0)["share_unchanged"] == 1.0  # only the last snapshot

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from fad.data.build import build_datasets
+from fad.data.build import TrainLoaderOptions, build_datasets
 from fad.errors import FadError
-from fad.search.streams import StreamOptions, holdout_split, search_streams
+from fad.search.streams import holdout_split, search_streams
 
 
 @pytest.fixture
@@ -19,7 +19,9 @@ def _ids(batch) -> list[int]:
 
 
 def _stream(datasets, holdout=0.0, start_iter=0, max_iter=6, seed=0):
-    options = StreamOptions(images_per_batch=2, max_iter=max_iter, start_iter=start_iter, seed=seed)
+    options = TrainLoaderOptions(
+        images_per_batch=2, max_iter=max_iter, start_iter=start_iter, seed=seed
+    )
     return [(_ids(w), _ids(a)) for w, a in search_streams(datasets, holdout, options)]
 
 

@@ -73,12 +73,14 @@ def test_plot_writes_sources_and_pictures(tmp_path: Path, capsys: pytest.Capture
         assert "<svg" in (out / f"{role}_cell.svg").read_text()
 
 
-def test_plot_without_dot_says_how_to_install(
+def test_plot_without_dot_draws_with_matplotlib_and_says_how_to_install(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     monkeypatch.setattr("fad.viz.genotype_plot.shutil.which", lambda name: None)
     assert main(["genotype", "plot", "paper", "--out", str(tmp_path)]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["box_cell.gv", "cls_cell.gv"]
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [f"{r}_cell.{s}" for r in ("box", "cls") for s in ("gv", "png", "svg")]
+    assert (tmp_path / "box_cell.png").read_bytes().startswith(b"\x89PNG")
     assert "apt-get install graphviz" in capsys.readouterr().out
 
 

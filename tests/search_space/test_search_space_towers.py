@@ -20,7 +20,7 @@ from fad.search_space.towers import (
     build_towers,
     derive_genotypes,
     named_alphas,
-    weights,
+    network_params,
 )
 
 W, C = 64, 32  # small node and edge widths for speed
@@ -112,7 +112,7 @@ def test_gradients_reach_every_alpha_and_weight() -> None:
     assert len(found) == 6
     for alpha in found:
         assert alpha.grad is not None and torch.count_nonzero(alpha.grad) == alpha.numel()
-    for param in weights(model):
+    for param in network_params(model):
         assert param.grad is not None, "a weight received no gradient"
 
 
@@ -132,8 +132,8 @@ def test_alphas_are_registered_parameters() -> None:
     assert all(name in model.state_dict() for name in names)
     assert [tuple(a.shape) for a in box_tower.alphas] == [(2, 13), (3, 13), (4, 13)]
     ids = {id(p) for p in alphas(model)}
-    assert len(weights(model)) + len(ids) == len(list(model.parameters()))
-    assert not ids & {id(p) for p in weights(model)}
+    assert len(network_params(model)) + len(ids) == len(list(model.parameters()))
+    assert not ids & {id(p) for p in network_params(model)}
     model.to(torch.float64)
     assert all(a.dtype == torch.float64 for a in alphas(model))
 

@@ -1,8 +1,11 @@
-"""Checkpoints that survive crashes: atomic writes, a `last_checkpoint` pointer updated only after
-the file is complete, safe loading (`weights_only=True`), and RNG states for exact resume.
+"""The checkpoint file format, and its one reader and writer.
 
-A checkpoint is a dict of tensors and plain data: `model`, `optimizer`, `scheduler`, `iteration`,
-`rng`, `meta` (config text, class names, genotypes as text, kind). Nothing in it is executed.
+A checkpoint is a dict of tensors and plain data: `model` (the state dict), `optimizer`,
+`scheduler`, `iteration`, `rng` (Python, NumPy and torch RNG states, for exact resume), `meta`
+(see `CheckpointMeta`) and, for searches, `alpha_optimizer` and `alpha_history`. Nothing in it is
+executed: files are read with `weights_only=True`. Writes are atomic, and the `last_checkpoint`
+pointer is updated only after the file is complete, so a crash never leaves a half checkpoint.
+What a weights file means as a detector (config, classes, genotypes) is `fad.engine.trained`.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import io
 import logging
 import random
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from fad.engine.atomic import atomic_write, atomic_write_text
-from fad.errors import FadError
+from fad.runtime.atomic import atomic_write, atomic_write_text
+from fad.runtime.errors import FadError
 
 log = logging.getLogger("fad")
 POINTER = "last_checkpoint"
@@ -87,16 +91,64 @@ def remove_partial_writes(folder: Path) -> int:
     return removed
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a checkpoint with `weights_only=True`; an unreadable file is a FadError."""
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """Plain data stored next to the weights: enough to rebuild the model from the file alone.
+
+    `category_ids[k]` is the dataset's category id of contiguous label k + 1; `genotypes` maps a
+    tower ("box", "cls") to its genotype's text; `config` is the run's YAML.
+    """
+
+    kind: str
+    config: str
+    class_names: tuple[str, ...] = ()
+    category_ids: tuple[int, ...] = ()
+    genotypes: dict[str, str] = field(default_factory=dict)
+    fad_version: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "fad_version": self.fad_version,
+            "config": self.config,
+            "class_names": list(self.class_names),
+            "category_ids": [int(c) for c in self.category_ids],
+            "genotypes": dict(self.genotypes),
+        }
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict[str, Any]) -> CheckpointMeta:
+        meta = ckpt.get("meta") or {}
+        return cls(
+            kind=str(meta.get("kind", "")),
+            config=str(meta.get("config", "")),
+            class_names=tuple(meta.get("class_names") or ()),
+            category_ids=tuple(int(c) for c in meta.get("category_ids") or ()),
+            genotypes=dict(meta.get("genotypes") or {}),
+            fad_version=str(meta.get("fad_version", "")),
+        )
+
+
+def read_tensor_file(path: Path, what: str = "checkpoint") -> Any:
+    """`torch.load(path, weights_only=True)` on the CPU; any failure is a one-line FadError."""
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise FadError(f"checkpoint not found: {path}") from None
+        raise FadError(f"{what} not found: {path}") from None
     except Exception as exc:  # noqa: BLE001 - truncated, corrupt or unsafe files alike
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise FadError(f"cannot load checkpoint {path}: {first}") from None
-    if not isinstance(data, dict) or "model" not in data:
+        raise FadError(f"cannot load {what} {path}: {first}") from None
+
+
+def is_checkpoint(data: Any) -> bool:
+    """Whether loaded file contents are a fad checkpoint (not a bare state dict)."""
+    return isinstance(data, dict) and isinstance(data.get("model"), dict)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a checkpoint with `weights_only=True`; an unreadable file is a FadError."""
+    data = read_tensor_file(path)
+    if not is_checkpoint(data):
         raise FadError(f"{path} is not a fad checkpoint (no 'model' entry)")
     return data
 

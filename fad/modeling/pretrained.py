@@ -16,6 +16,7 @@ from torch import nn
 
 from fad.errors import FadError
 from fad.modeling.backbone import TORCHVISION_WEIGHTS
+from fad.runtime.checkpoint import is_checkpoint, read_tensor_file
 
 log = logging.getLogger("fad")
 DOWNLOAD_TIMEOUT_S = 30.0
@@ -82,8 +83,8 @@ def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def load_backbone_weights(body: nn.Module, weight: str, arch: tuple[int, int, int]) -> None:
-    """Load ImageNet (or any) weights into the ResNet body; mismatches are logged as a warning."""
+def load_pretrained_backbone(body: nn.Module, weight: str, arch: tuple[int, int, int]) -> None:
+    """Load pretrained (ImageNet or any) weights into the ResNet body; mismatches are logged."""
     if not weight:
         return
     if is_local_file(weight):
@@ -92,14 +93,8 @@ def load_backbone_weights(body: nn.Module, weight: str, arch: tuple[int, int, in
                 f"MODEL.WEIGHT {weight}: caffe2 .pkl files are pickles and are not loaded; use "
                 "torchvision weights (e.g. ResNet50_Weights.IMAGENET1K_V1) or a .pth state dict"
             )
-        try:
-            state = torch.load(weight, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
-            raise FadError(
-                f"MODEL.WEIGHT {weight}: cannot load ({type(exc).__name__}: {exc})"
-            ) from None
-        if isinstance(state, dict) and isinstance(state.get("model"), dict):
-            # a fad checkpoint: take its backbone's ResNet body only
+        state = read_tensor_file(Path(weight), "MODEL.WEIGHT")
+        if is_checkpoint(state):  # a fad checkpoint: take its backbone's ResNet body only
             state = {k: v for k, v in state["model"].items() if k.startswith("backbone.body.")}
         if not isinstance(state, dict):
             raise FadError(f"MODEL.WEIGHT {weight}: not a state dict")

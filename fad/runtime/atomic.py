@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from fad.errors import FadError
+from fad.runtime.errors import FadError
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:

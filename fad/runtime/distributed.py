@@ -12,6 +12,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from fad.runtime.errors import FadError
+
 
 def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
@@ -54,10 +56,21 @@ def synchronize() -> None:
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """The element-wise sum over processes (a new tensor; `tensor` itself in one process)."""
     if is_distributed() and get_world_size() > 1:
-        tensor = tensor.clone()
+        tensor = tensor.detach().clone()
         dist.all_reduce(tensor)
     return tensor
+
+
+def mean_across_processes(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The element-wise mean of each tensor over processes, in one all-reduce (detached; the
+    tensors themselves in a single process)."""
+    world = get_world_size()
+    if world == 1 or not tensors:
+        return tensors
+    flat = all_reduce_sum(torch.cat([t.detach().reshape(-1) for t in tensors])) / world
+    return [chunk.view_as(t) for chunk, t in zip(flat.split([t.numel() for t in tensors]), tensors)]
 
 
 def any_across_processes(flag: bool, device: torch.device) -> bool:
@@ -78,8 +91,7 @@ def all_gather_objects(obj: Any) -> list[Any]:
 def reduce_loss_dict(losses: dict[str, torch.Tensor]) -> dict[str, float]:
     """Loss values averaged over processes, as floats for logging."""
     names = sorted(losses)
-    values = torch.stack([losses[k].detach().float() for k in names])
-    values = all_reduce_sum(values) / get_world_size()
+    (values,) = mean_across_processes([torch.stack([losses[k].detach().float() for k in names])])
     return {k: float(v) for k, v in zip(names, values)}
 
 
@@ -95,8 +107,6 @@ def check_same_across_processes(tensors: list[torch.Tensor], what: str) -> None:
     )
     digests = all_gather_objects(digest)
     if any(d != digests[0] for d in digests):
-        from fad.errors import FadError
-
         raise FadError(f"{what} differ across processes: {digests}")
 
 

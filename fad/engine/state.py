@@ -1,0 +1,50 @@
+"""The state of a training run: what a checkpoint holds besides the RNG states and the meta."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from yacs.config import CfgNode as CN
+
+from fad.runtime.checkpoint import (
+    CheckpointMeta,
+    load_model_state,
+    load_optimizer_state,
+    rng_state,
+)
+from fad.solver import build_optimizer, build_scheduler
+
+
+@dataclass
+class TrainState:
+    """The model, its optimizer and lr schedule; `payload` / `load` are the checkpoint's view."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+
+    @classmethod
+    def build(cls, model: nn.Module, cfg: CN) -> TrainState:
+        optimizer = build_optimizer(model.named_parameters(), cfg.SOLVER)
+        return cls(model, optimizer, build_scheduler(optimizer, cfg.SOLVER))
+
+    def payload(self, iteration: int, meta: CheckpointMeta) -> dict[str, Any]:
+        """The checkpoint dict (tensors and plain data only)."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "iteration": iteration,
+            "rng": rng_state(),
+            "meta": meta.to_dict(),
+        }
+
+    def load(self, ckpt: dict[str, Any], source: str) -> int:
+        """Restore from a checkpoint (RNG states excepted); return its iteration."""
+        load_model_state(self.model, ckpt["model"], source)
+        load_optimizer_state(self.optimizer, ckpt["optimizer"], source)
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        return int(ckpt["iteration"])

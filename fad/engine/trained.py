@@ -1,0 +1,120 @@
+"""A weights file as one object: the detector it holds, its config, classes and genotypes.
+
+Every command that uses a trained model (eval, predict, the demo, `fad.load`) reads the file once
+through `TrainedModel.read`; training and search describe what they save with `checkpoint_meta`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from yacs.config import CfgNode as CN
+
+from fad import __version__
+from fad.config import load_config
+from fad.errors import FadError
+from fad.modeling.build import build_detector
+from fad.runtime.checkpoint import CheckpointMeta, load_checkpoint, load_model_state
+from fad.search_space.genotype import Genotype, parse_genotype
+
+
+def checkpoint_meta(
+    cfg: CN,
+    class_names: Sequence[str],
+    genotypes: dict[str, Genotype] | None,
+    kind: str,
+    category_ids: Sequence[int] | None = None,
+) -> CheckpointMeta:
+    """What a run stores next to the weights (`category_ids[k]`: the id of label k + 1)."""
+    return CheckpointMeta(
+        kind=kind,
+        config=cfg.dump(),
+        class_names=tuple(class_names),
+        category_ids=tuple(int(c) for c in category_ids or ()),
+        genotypes={role: str(g) for role, g in (genotypes or {}).items()},
+        fad_version=__version__,
+    )
+
+
+def check_genotypes_match(
+    given: dict[str, Genotype], stored: dict[str, Genotype], source: str
+) -> None:
+    """A genotype given on the command line must be the one the weights were trained with."""
+    for role in sorted(set(given) | set(stored)):
+        if role in given and role in stored and str(given[role]) != str(stored[role]):
+            raise FadError(
+                f"the {role} tower of the given genotype differs from the one {source} was trained "
+                f"with: given {given[role]} vs trained {stored[role]}"
+            )
+        if role in given and role not in stored:
+            raise FadError(f"{source} has a standard {role} tower, but a {role} genotype was given")
+
+
+@dataclass
+class TrainedModel:
+    """A fad weights file, read once: its state dict, meta, and parsed genotypes."""
+
+    path: Path
+    state: dict[str, torch.Tensor]
+    meta: CheckpointMeta
+    genotypes: dict[str, Genotype]
+
+    @classmethod
+    def read(cls, path: str | Path) -> TrainedModel:
+        """Read and check a weights file written by `fad train` (a FadError otherwise)."""
+        if not str(path):
+            raise FadError(
+                "MODEL.WEIGHT is empty: give the weights file to evaluate, "
+                "e.g. MODEL.WEIGHT out/model_final.pth"
+            )
+        path = Path(path)
+        if not path.is_file():
+            raise FadError(f"MODEL.WEIGHT {path}: file not found")
+        ckpt = load_checkpoint(path)
+        meta = CheckpointMeta.from_checkpoint(ckpt)
+        if not meta.class_names:
+            raise FadError(f"{path} has no class names; was it written by fad train?")
+        genotypes = {
+            role: parse_genotype(text, source=f"{path}[{role}]")
+            for role, text in meta.genotypes.items()
+        }
+        return cls(path, ckpt["model"], meta, genotypes)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.meta.class_names)
+
+    @property
+    def category_ids(self) -> list[int]:
+        """The dataset's category id of each contiguous label 1..K (1..K when not stored)."""
+        return list(self.meta.category_ids) or list(range(1, len(self.class_names) + 1))
+
+    @property
+    def label_to_category_id(self) -> dict[int, int]:
+        return {label: c for label, c in enumerate(self.category_ids, start=1)}
+
+    def config(self, config_file: str | None = None, opts: Sequence[str] = ()) -> CN:
+        """The stored config, then `config_file` and `opts` merged over it."""
+        return load_config(
+            config_file, opts, text=self.meta.config, text_source=f"{self.path}[config]"
+        )
+
+    def build(
+        self, cfg: CN | None = None, genotypes: dict[str, Genotype] | None = None
+    ) -> nn.Module:
+        """The detector in eval mode with the stored weights (`cfg`: default the stored one).
+
+        `genotypes` given by the user must match the stored ones.
+        """
+        if genotypes:
+            check_genotypes_match(genotypes, self.genotypes, str(self.path))
+        cfg = cfg if cfg is not None else self.config()
+        model = build_detector(
+            cfg, len(self.class_names), self.genotypes or None, load_weights=False
+        )
+        load_model_state(model, self.state, str(self.path))
+        return model.eval()
