@@ -419,10 +419,12 @@ def _check_level(out: Path, spec: ShapesLevel) -> None:
     for split in SPLITS:
         level, version = stored_level(out / "annotations" / f"instances_{split}.json")
         if (level, version) != wanted:
-            found = f"level {level!r} version {version!r}" if level else "no recorded level"
+            found = (
+                f"level {level!r} version {version}" if level else "no recorded level (older fad)"
+            )
             raise FadError(
-                f"shapes: {out} holds a set with {found}, not level {spec.name!r} version "
-                f"{spec.version} (made by another fad version?); remove it to regenerate it"
+                f"shapes: {out} holds a set of {found}, not level {spec.name!r} version "
+                f"{spec.version}; remove it and it is generated again"
             )
 
 

@@ -111,5 +111,5 @@ def test_shapes_names_resolve_to_their_level(shapes_root, name, folder):
 def test_shapes_folder_of_another_level_is_refused(tmp_path):
     generate_shapes(tmp_path / "shapes_easy", level="hard", num_train=1, num_val=1, min_size=40,
                     max_size=40)  # fmt: skip
-    with pytest.raises(FadError, match="shapes_easy holds a set with level 'hard'"):
+    with pytest.raises(FadError, match="shapes_easy holds a set of level 'hard'"):
         resolve("shapes_val", root=tmp_path)

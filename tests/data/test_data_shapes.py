@@ -256,17 +256,23 @@ def test_ensure_shapes_reuses_and_survives_a_concurrent_winner(tmp_path, monkeyp
 def test_ensure_shapes_refuses_another_level_or_version(tmp_path, monkeypatch):
     _small_sets(monkeypatch)
     generate_shapes(tmp_path / "shapes_easy", level="hard", **SMALL)
-    with pytest.raises(FadError, match=r"shapes_easy holds a set with level 'hard' version '1', "):
+    with pytest.raises(
+        FadError, match=r"shapes_easy holds a set of level 'hard' version 1, not level 'easy' "
+    ):
         ensure_shapes(tmp_path, "easy")
     ensure_shapes(tmp_path, "hard")
     bumped = dataclasses.replace(get_level("hard"), version=2)
-    with pytest.raises(FadError, match="shapes_hard .*not level 'hard' version 2.*remove it"):
+    with pytest.raises(
+        FadError, match="shapes_hard .*not level 'hard' version 2; remove it and it is generated"
+    ):
         ensure_shapes(tmp_path, bumped)
     ann_file = tmp_path / "shapes_hard" / "annotations" / "instances_val.json"
     data = json.loads(ann_file.read_text())
     data["info"] = {"description": "fad shapes, split val, seed 0", "version": "1"}  # as before
     ann_file.write_text(json.dumps(data))
-    with pytest.raises(FadError, match="shapes_hard holds a set with no recorded level"):
+    with pytest.raises(
+        FadError, match=r"shapes_hard holds a set of no recorded level \(older fad\)"
+    ):
         ensure_shapes(tmp_path, "hard")
     ann_file.write_text("[1, 2")
     with pytest.raises(FadError, match="cannot read .*instances_val.json"):
