@@ -12,13 +12,14 @@ directory).
 The embedded shapes set comes in levels (see `fad.data.shapes.LEVELS`), each generated on first
 use into its own folder `<root>/shapes_<level>` with the default arguments (seed 0, 2000 train /
 200 val images of 256-320 px):
-    shapes_train, shapes_val             the default level, "easy": 1-4 large (25-60 % of the
-                                         short side), non-overlapping shapes on a flat background;
-                                         a from-scratch detector learns it in minutes on a CPU
+    shapes_train, shapes_val             the default level, "easy": 3 classes, 1-4 large
+                                         (25-60 % of the short side), non-overlapping shapes on a
+                                         flat background; a from-scratch detector learns it in
+                                         minutes on a CPU
     shapes_easy_train, shapes_easy_val   the same set, named explicitly
-    shapes_hard_train, shapes_hard_val   "hard": 1-8 shapes from 10 px to 90 % of the short side,
-                                         occluded up to 70 %, on gradients with noise and lines
-                                         (the shapes set of earlier fad versions, for studies)
+    shapes_hard_train, shapes_hard_val   "hard": 5 classes, 1-8 shapes from 10 px to 90 % of the
+                                         short side, occluded up to 70 %, on gradients with noise
+                                         and lines (the shapes set of earlier fad versions)
 A folder whose json records another level or generator version is refused with an error naming
 it, never silently reused.
 """

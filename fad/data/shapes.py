@@ -5,20 +5,21 @@ Layout written by `generate_shapes(out_dir, level=...)`:
     out_dir/val/000000.jpg ...             out_dir/annotations/instances_val.json
 
 A *level* (`LEVELS`, one frozen `ShapesLevel` each) sets how hard the set is:
-- "easy" (the default): 1-4 shapes whose extents (circumscribed diameters) are 25-60 % of the
-  image's short side (box sides >= ~23 px at the demo's 128 px input), never overlapping, on a
-  flat colour with mild noise, in a colour far from it. A from-scratch detector learns it in
-  minutes on a CPU.
-- "hard": 1-8 shapes, log-uniform extents from 10 px to 90 % of the short side (every FPN level
-  gets targets, many objects are finer than stride 8 at 128 px), drawn roughly large first so
-  later shapes occlude earlier ones, on a colour gradient with noise and random lines. Shapes
-  more than 70 % hidden are not annotated. It is the set fad generated before levels existed:
-  the same images and annotations for the same arguments (only the json `info` is new).
-Both levels have 5 classes with deliberately non-contiguous category ids (1, 3, 5, 7, 9).
-The annotated box is the tight box of the shape's *visible* pixels (as COCO boxes come from
-visible masks), `area` is the visible pixel count. Boxes are in pixel edges: a shape covering
-columns 3..7 has x = 3, w = 5. The json `info` records the level and its version
-(`info["level"]`, `info["version"]`), which `ensure_shapes` checks before reusing a folder.
+- "easy" (the default): 3 classes (circle 1, square 3, triangle 5); 1-4 shapes whose extents
+  (circumscribed diameters) are 25-60 % of the image's short side (box sides >= ~23 px at the
+  demo's 128 px input), never overlapping, on a flat colour with mild noise, in a colour far from
+  it. A from-scratch detector learns it in minutes on a CPU.
+- "hard": 5 classes (circle 1, square 3, triangle 5, star 7, cross 9); 1-8 shapes with
+  log-uniform extents from 10 px to 90 % of the short side (every FPN level gets targets, many
+  objects are finer than stride 8 at 128 px), drawn roughly large first so later shapes occlude
+  earlier ones, on a colour gradient with noise and random lines. Shapes more than 70 % hidden
+  are not annotated. It is the set fad generated before levels existed: the same images and
+  annotations for the same arguments (only the json `info` is new).
+Category ids are deliberately non-contiguous, as COCO's are. The annotated box is the tight box
+of the shape's *visible* pixels (as COCO boxes come from visible masks), `area` is the visible
+pixel count. Boxes are in pixel edges: a shape covering columns 3..7 has x = 3, w = 5. The json
+`info` records the level and its version (`info["level"]`, `info["version"]`), which
+`ensure_shapes` checks before reusing a folder.
 
 Every image comes from its own RNG, `np.random.default_rng([seed, split, index])`, so a dataset is
 a pure function of its arguments (same arguments => byte-identical json and images), and
