@@ -1,6 +1,6 @@
 """`fad data`: generate the shapes dataset, or check datasets and print what loading keeps.
 
-fad data shapes --out DIR [--seed S --train N --val M --min-size A --max-size B]
+fad data shapes --out DIR [--level easy|hard --seed S --train N --val M --min-size A --max-size B]
 fad data check NAME [NAME ...] [--eval] [--root DIR]
 """
 
@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import statistics
 import time
 from pathlib import Path
+
+from fad.data.shapes import DEFAULT_LEVEL, LEVELS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,6 +23,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     shapes = sub.add_parser("shapes", help="write the synthetic shapes dataset (COCO format)")
     shapes.add_argument("--out", type=Path, required=True, help="output folder (must not exist)")
+    shapes.add_argument(
+        "--level",
+        choices=list(LEVELS),
+        default=DEFAULT_LEVEL,
+        help="difficulty (default: %(default)s)",
+    )
     shapes.add_argument("--seed", type=int, default=0)
     shapes.add_argument("--train", type=int, default=2000, help="training images")
     shapes.add_argument("--val", type=int, default=200, help="validation images")
@@ -47,20 +57,23 @@ def run_shapes(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     generate_shapes(
         args.out,
+        level=args.level,
         seed=args.seed,
         num_train=args.train,
         num_val=args.val,
         min_size=args.min_size,
         max_size=args.max_size,
     )
-    print(f"wrote shapes dataset to {args.out} in {time.perf_counter() - start:.1f}s")
+    elapsed = time.perf_counter() - start
+    print(f"wrote shapes dataset, level {args.level}, to {args.out} in {elapsed:.1f}s")
     for split in ("train", "val"):
         ann_file = args.out / "annotations" / f"instances_{split}.json"
         with open(ann_file, encoding="utf-8") as f:
             data = json.load(f)
+        sides = [math.sqrt(a["bbox"][2] * a["bbox"][3]) for a in data["annotations"]]
         print(
-            f"  {split}: {len(data['images'])} images, {len(data['annotations'])} boxes "
-            f"({args.out / split}, {ann_file})"
+            f"  {split}: {len(data['images'])} images, {len(sides)} boxes "
+            f"(median sqrt(w*h) {statistics.median(sides):.0f} px; {args.out / split}, {ann_file})"
         )
     return 0
 

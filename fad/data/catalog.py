@@ -5,9 +5,23 @@ The datasets root is `$FAD_DATASETS` if set, else `./datasets`. Expected layout 
     coco/annotations/instances_{train2017,val2017,train2014,val2014,minival2014,
                                 valminusminival2014}.json
     voc/VOC2012/{Annotations,ImageSets/Main,JPEGImages}      (and voc/VOC2007/...)
-    shapes/                                                   (generated on first use)
+    shapes_easy/, shapes_hard/                                (generated on first use)
 Any COCO-format set can also be named as "IMG_DIR@ANN_JSON" (paths relative to the working
 directory).
+
+The embedded shapes set comes in levels (see `fad.data.shapes.LEVELS`), each generated on first
+use into its own folder `<root>/shapes_<level>` with the default arguments (seed 0, 2000 train /
+200 val images of 256-320 px):
+    shapes_train, shapes_val             the default level, "easy": 3 classes, 1-4 large
+                                         (25-60 % of the short side), non-overlapping shapes on a
+                                         flat background; a from-scratch detector learns it in
+                                         minutes on a CPU
+    shapes_easy_train, shapes_easy_val   the same set, named explicitly
+    shapes_hard_train, shapes_hard_val   "hard": 5 classes, 1-8 shapes from 10 px to 90 % of the
+                                         short side, occluded up to 70 %, on gradients with noise
+                                         and lines (the shapes set of earlier fad versions)
+A folder whose json records another level or generator version is refused with an error naming
+it, never silently reused.
 """
 
 from __future__ import annotations
@@ -17,7 +31,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from fad.data.shapes import ensure_shapes
+from fad.data.shapes import DEFAULT_LEVEL, ensure_shapes
 from fad.errors import FadError
 
 # name -> (image folder, annotation json), both relative to <root>/coco
@@ -35,6 +49,8 @@ _COCO: dict[str, tuple[str, str]] = {
 _VOC_YEARS = ("2007", "2012")
 _VOC_SPLITS = ("train", "val", "trainval", "test")
 _SHAPES_SPLITS = ("train", "val")
+# catalog prefix -> shapes level; names are f"{prefix}_{split}"
+_SHAPES: dict[str, str] = {"shapes": DEFAULT_LEVEL, "shapes_easy": "easy", "shapes_hard": "hard"}
 
 
 @dataclass(frozen=True)
@@ -64,7 +80,7 @@ def dataset_names() -> list[str]:
     """All catalog names (besides the "IMG_DIR@ANN_JSON" form)."""
     names = list(_COCO)
     names += [f"voc_{year}_{split}" for year in _VOC_YEARS for split in _VOC_SPLITS]
-    names += [f"shapes_{split}" for split in _SHAPES_SPLITS]
+    names += [f"{prefix}_{split}" for prefix in _SHAPES for split in _SHAPES_SPLITS]
     return names
 
 
@@ -98,8 +114,8 @@ def _voc_spec(name: str, root: Path) -> DatasetSpec:
 
 
 def _shapes_spec(name: str, root: Path) -> DatasetSpec:
-    split = name.split("_", 1)[1]
-    base = ensure_shapes(root)
+    prefix, split = name.rsplit("_", 1)
+    base = ensure_shapes(root, _SHAPES[prefix])
     ann_file = base / "annotations" / f"instances_{split}.json"
     return DatasetSpec(name, "coco", base / split, ann_file=ann_file)
 

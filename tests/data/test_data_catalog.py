@@ -80,8 +80,36 @@ def test_unknown_name_lists_names_and_suggests_the_closest():
     assert "shapes_train" in dataset_names() and "voc_2007_trainval" in dataset_names()
 
 
-def test_shapes_use_an_existing_generated_set(tmp_path):
-    generate_shapes(tmp_path / "shapes", num_train=2, num_val=1, min_size=40, max_size=48)
-    spec = resolve("shapes_val", root=tmp_path)
-    assert spec.img_dir == tmp_path / "shapes/val"
-    assert spec.ann_file == tmp_path / "shapes/annotations/instances_val.json"
+@pytest.fixture(scope="module")
+def shapes_root(tmp_path_factory):
+    """A datasets root holding tiny generated sets of both shapes levels."""
+    root = tmp_path_factory.mktemp("datasets")
+    for level in ("easy", "hard"):
+        generate_shapes(root / f"shapes_{level}", level=level, num_train=2, num_val=1,
+                        min_size=40, max_size=48)  # fmt: skip
+    return root
+
+
+@pytest.mark.parametrize(
+    ("name", "folder"),
+    [
+        ("shapes_train", "shapes_easy"),
+        ("shapes_val", "shapes_easy"),
+        ("shapes_easy_val", "shapes_easy"),
+        ("shapes_hard_train", "shapes_hard"),
+        ("shapes_hard_val", "shapes_hard"),
+    ],
+)
+def test_shapes_names_resolve_to_their_level(shapes_root, name, folder):
+    split = name.rsplit("_", 1)[1]
+    spec = resolve(name, root=shapes_root)
+    assert name in dataset_names()
+    assert (spec.kind, spec.img_dir) == ("coco", shapes_root / folder / split)
+    assert spec.ann_file == shapes_root / folder / f"annotations/instances_{split}.json"
+
+
+def test_shapes_folder_of_another_level_is_refused(tmp_path):
+    generate_shapes(tmp_path / "shapes_easy", level="hard", num_train=1, num_val=1, min_size=40,
+                    max_size=40)  # fmt: skip
+    with pytest.raises(FadError, match="shapes_easy holds a set of level 'hard'"):
+        resolve("shapes_val", root=tmp_path)
