@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
+# the tests' tiny set is of the hard level (five classes); the shipped configs are for the easy one
+FIVE_CLASSES = ["MODEL.FCOS.NUM_CLASSES", "6", "MODEL.RETINANET.NUM_CLASSES", "6"]
 TINY_OVERRIDES = [
+    *FIVE_CLASSES,
     "MODEL.RESNETS.BACKBONE_OUT_CHANNELS",
     "64",
     "MODEL.FAD.NUM_CHANNELS_BOX",
@@ -54,11 +57,12 @@ def single_thread():
 
 @pytest.fixture(scope="session")
 def tiny_shapes(tmp_path_factory) -> dict[str, str]:
-    """A shapes set of 12 train / 6 val images of 96-128 px; dataset names in '@' syntax."""
+    """A shapes set of 12 train / 6 val images of 96-128 px, of the hard level (five classes,
+    small and occluded shapes); dataset names in '@' syntax."""
     from fad.data.shapes import generate_shapes
 
     root = tmp_path_factory.mktemp("tiny") / "shapes"
-    generate_shapes(root, seed=3, num_train=12, num_val=6, min_size=96, max_size=128)
+    generate_shapes(root, level="hard", seed=3, num_train=12, num_val=6, min_size=96, max_size=128)
     return {
         "root": str(root),
         "train": f"{root / 'train'}@{root / 'annotations' / 'instances_train.json'}",
@@ -80,8 +84,16 @@ def tiny_opts(tiny_shapes, tmp_path) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def shapes_config() -> Path:
-    return Path(__file__).resolve().parents[1] / "configs" / "shapes" / "fcos_imprv_R_18_FPN.yaml"
+def shapes_config(tmp_path_factory) -> Path:
+    """The shipped stage-0 FCOS config, for the tests' five classes (`FIVE_CLASSES`)."""
+    shipped = (
+        Path(__file__).resolve().parents[1] / "configs" / "shapes" / "fcos_imprv_R_18_FPN.yaml"
+    )
+    text = shipped.read_text(encoding="utf-8")
+    assert "NUM_CLASSES: 4 " in text
+    path = tmp_path_factory.mktemp("config") / shipped.name
+    path.write_text(text.replace("NUM_CLASSES: 4 ", "NUM_CLASSES: 6 "), encoding="utf-8")
+    return path
 
 
 @pytest.fixture(scope="session")

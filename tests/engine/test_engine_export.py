@@ -112,7 +112,7 @@ def test_predict_on_the_onnx_file_writes_the_weights_files_json(weights, exporte
         out = tmp_path / kind
         assert main(["predict", str(model), str(images), "--out", str(out)]) == 0
         assert sorted(p.name for p in out.glob("*.jpg")) == ["0.jpg", "1.jpg", "2.jpg"]
-        runs[kind] = json.loads((out / "predictions.json").read_text())
+        runs[kind] = json.loads((out / "predictions.json").read_text())["detections"]
     assert len(runs["onnx"]) == len(runs["weights"]) == 300
     unmatched = list(runs["onnx"])
     for a in runs["weights"]:

@@ -56,7 +56,8 @@ def _params(module: nn.Module) -> int:
 
 
 def _detector(*opts: str, num_classes: int = K) -> nn.Module:
-    cfg = load_config(CONFIG, ["MODEL.RESNETS.BACKBONE_OUT_CHANNELS", "32", *opts])
+    five = ["MODEL.RETINANET.NUM_CLASSES", "6"]  # the shipped config is for 3 classes
+    cfg = load_config(CONFIG, ["MODEL.RESNETS.BACKBONE_OUT_CHANNELS", "32", *five, *opts])
     return build_detector(cfg, num_classes, load_weights=False)
 
 

@@ -43,6 +43,8 @@ TINY = [
     "MODEL.BACKBONE.FREEZE_CONV_BODY_AT", "0",
     "MODEL.BACKBONE.FREEZE_FPN", "False",
     "SOLVER.SEARCH.WARMUP_ITERS", "0",
+    "MODEL.FCOS.NUM_CLASSES", "6",  # the tests' tiny set has five classes
+    "MODEL.RETINANET.NUM_CLASSES", "6",
 ]  # fmt: skip
 
 
