@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -85,14 +86,20 @@ def tiny_opts(tiny_shapes, tmp_path) -> list[str]:
 
 @pytest.fixture(scope="session")
 def shapes_config(tmp_path_factory) -> Path:
-    """The shipped stage-0 FCOS config, for the tests' five classes (`FIVE_CLASSES`)."""
-    shipped = (
-        Path(__file__).resolve().parents[1] / "configs" / "shapes" / "fcos_imprv_R_18_FPN.yaml"
-    )
-    text = shipped.read_text(encoding="utf-8")
-    assert "NUM_CLASSES: 4 " in text
-    path = tmp_path_factory.mktemp("config") / shipped.name
-    path.write_text(text.replace("NUM_CLASSES: 4 ", "NUM_CLASSES: 6 "), encoding="utf-8")
+    """The shipped stage-0 FCOS config, for the tests' five classes (`FIVE_CLASSES`).
+
+    Its folder holds every shipped shapes config, rewritten the same way, so that tests can
+    reach the search and FAD configs beside it.
+    """
+    shipped = Path(__file__).resolve().parents[1] / "configs" / "shapes"
+    folder = tmp_path_factory.mktemp("config")
+    for yaml_file in sorted(shipped.glob("*.yaml")):
+        text = yaml_file.read_text(encoding="utf-8")
+        (folder / yaml_file.name).write_text(
+            re.sub(r"NUM_CLASSES: 4\b", "NUM_CLASSES: 6", text), encoding="utf-8"
+        )
+    path = folder / "fcos_imprv_R_18_FPN.yaml"
+    assert "NUM_CLASSES: 6" in path.read_text(encoding="utf-8")
     return path
 
 

@@ -58,7 +58,9 @@ _C.MODEL.RETINANET = CN()
 _C.MODEL.RETINANET.NUM_CLASSES = 81  # as the original: object classes + 1 (background)
 _C.MODEL.RETINANET.ANCHOR_SIZES = (32, 64, 128, 256, 512)  # one per level, P3-P7
 _C.MODEL.RETINANET.ASPECT_RATIOS = (0.5, 1.0, 2.0)  # height / width
-_C.MODEL.RETINANET.ANCHOR_STRIDES = (8, 16, 32, 64, 128)
+# a tuple of its own: the same literal twice in a module is one object, which a dump would write
+# as a YAML alias (&id001) that differs from the dump of a loaded config
+_C.MODEL.RETINANET.ANCHOR_STRIDES = tuple([8, 16, 32, 64, 128])
 _C.MODEL.RETINANET.STRADDLE_THRESH = 0  # the original's RetinaNet never discards anchors by it
 _C.MODEL.RETINANET.OCTAVE = 2.0
 _C.MODEL.RETINANET.SCALES_PER_OCTAVE = 3

@@ -3,7 +3,7 @@
 One unreadable image never costs the others their results: it is reported and skipped (counted
 in `predictions.json` and in the summary), every readable image gets its picture and its
 entries, and every file is written atomically. `detect_images` runs any detector callable over
-image paths: a weights file's detector or an exported `.onnx` file's (`open_detector`).
+image paths: a weights file's detector or an exported `.onnx` file's (`check_detector`).
 """
 
 from __future__ import annotations
@@ -55,23 +55,32 @@ def list_images(source: Path) -> list[Path]:
     raise FadError(f"image or folder not found: {source}")
 
 
-def open_detector(
+OpenedDetector = tuple[Detector, list[str], list[int], torch.device]
+
+
+def check_detector(
     checkpoint: str, config_file: str | None, opts: Sequence[str]
-) -> tuple[Detector, list[str], list[int], torch.device]:
-    """(detector giving labels 1..K, class names, category ids, device) of a weights file or of
-    an exported `.onnx` file."""
+) -> Callable[[], OpenedDetector]:
+    """Check a weights file (its meta and resolved config) or an exported `.onnx` file, and
+    return what opens it: (detector giving labels 1..K, class names, category ids, device).
+    The checks are cheap; the detector is built only when the returned function is called."""
     if Path(checkpoint).suffix.lower() == ".onnx":
         if config_file or opts:
             raise FadError(f"{checkpoint} is an exported model: config overrides do not apply")
         exported = ExportedDetector.open(checkpoint)
         model = partial(exported, category_ids=False)
-        return model, exported.class_names, exported.category_ids, torch.device("cpu")
+        return lambda: (model, exported.class_names, exported.category_ids, torch.device("cpu"))
     trained = TrainedModel.read(checkpoint)
     cfg = trained.config(config_file, opts)
     device = torch.device(
         "cuda" if torch.cuda.is_available() and cfg.MODEL.DEVICE.startswith("cuda") else "cpu"
     )
-    return trained.build(cfg).to(device), trained.class_names, trained.category_ids, device
+    return lambda: (
+        trained.build(cfg).to(device),
+        trained.class_names,
+        trained.category_ids,
+        device,
+    )
 
 
 def _read(path: Path) -> ImageOutcome:
@@ -116,10 +125,11 @@ def predict(
     written. Returns what predictions.json holds (see `write_predictions_json`); a FadError
     when no image could be read (after writing the json that lists them).
     """
-    model, class_names, category_ids, device = open_detector(checkpoint, config_file, opts)
+    open_detector = check_detector(checkpoint, config_file, opts)
     paths = list_images(Path(source))
     out = Path(out_dir)
     check_writable_folder(out, "--out")
+    model, class_names, category_ids, device = open_detector()
     label_to_category_id = dict(enumerate(category_ids, start=1))
     names = dict(zip(category_ids, class_names))
     records: list[dict] = []

@@ -105,3 +105,10 @@ def test_fad_config_cli_error_is_nonzero_and_one_line(capsys):
     assert main(["config", "SOLVER.MAX_ITRE", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert "did you mean SOLVER.MAX_ITER" in err and len(err.splitlines()) == 1
+
+
+def test_a_saved_config_loads_back_to_the_same_dump(tmp_path):
+    cfg = load_config(None)
+    (tmp_path / "config.yaml").write_text(cfg.dump(), encoding="utf-8")
+    assert "&id" not in cfg.dump()  # no YAML aliases: keys that share a default stay apart
+    assert load_config(tmp_path / "config.yaml").dump() == cfg.dump()

@@ -34,6 +34,19 @@ def fast_opts(tiny_opts) -> list[str]:
 
 
 @pytest.fixture
+def search_opts(fast_opts) -> list[str]:
+    """`fast_opts` for the shipped search config, made to search from scratch: the config
+    searches on the demo's pretrained, frozen backbone, which the tests do not have."""
+    return fast_opts + [
+        "MODEL.WEIGHT", "",
+        "MODEL.BACKBONE.NORM", "BN",
+        "MODEL.BACKBONE.FREEZE_CONV_BODY_AT", "0",
+        "MODEL.BACKBONE.FREEZE_FPN", "False",
+        "SOLVER.SEARCH.WARMUP_ITERS", "0",
+    ]  # fmt: skip
+
+
+@pytest.fixture
 def no_heavy_work(monkeypatch):
     """Fail the test if data is loaded or generated, or a model is built: the checks under test
     must come first."""

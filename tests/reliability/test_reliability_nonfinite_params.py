@@ -93,14 +93,14 @@ def test_weights_that_turn_non_finite_in_a_step_stop_the_run_unsaved(
 
 
 def test_alphas_that_turn_non_finite_in_the_alpha_step_stop_the_search_unsaved(
-    shapes_config, fast_opts, tmp_path
+    shapes_config, search_opts, tmp_path
 ):
     from fad.search.searcher import run_search
 
     out = tmp_path / "out"
     config = shapes_config.parent / "search_fad_R_18_FPN.yaml"
-    opts = [*fast_opts, "MODEL.FAD.NUM_NODES_BOX", "1", "MODEL.FAD.NUM_NODES_CLS", "1"]
-    cfg = load_config(config, opts + ["SOLVER.MAX_ITER", "3", "SOLVER.SEARCH.WARMUP_ITERS", "0"])
+    opts = [*search_opts, "MODEL.FAD.NUM_NODES_BOX", "1", "MODEL.FAD.NUM_NODES_CLS", "1"]
+    cfg = load_config(config, opts + ["SOLVER.MAX_ITER", "3"])
     adam_steps = {"n": 0}
 
     def poison(optimizer, args, kwargs):  # the 2nd alpha step leaves an alpha at inf

@@ -47,14 +47,14 @@ def test_train_faults_stop_before_anything_is_written(
 
 
 def test_search_checks_its_datasets_and_seed_first(
-    shapes_config, fast_opts, tmp_path, capsys, no_heavy_work
+    shapes_config, search_opts, tmp_path, capsys, no_heavy_work
 ):
     config = shapes_config.parent / "search_fad_R_18_FPN.yaml"
-    assert (
-        main(["search", "--config-file", str(config), *fast_opts, "DATASETS.TRAIN", "('nope',)"])
-        == 2
-    )
+    args = ["search", "--config-file", str(config), *search_opts]
+    assert main([*args, "DATASETS.TRAIN", "('nope',)"]) == 2
     assert "unknown dataset 'nope'" in _one_line_error(capsys, "search")
+    assert main([*args, "SEED", "-5"]) == 2
+    assert "SEED must be in [0, " in _one_line_error(capsys, "search")
     assert not (tmp_path / "out").exists()
 
 

@@ -173,7 +173,7 @@ def test_fresh_refuses_to_overwrite_a_loadable_checkpoint(
 
 @pytest.mark.slow
 def test_search_with_no_loadable_checkpoint_stops_before_writing(
-    shapes_config, fast_opts, tmp_path, capsys, monkeypatch
+    shapes_config, search_opts, tmp_path, capsys, monkeypatch
 ):
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "out"
@@ -181,7 +181,7 @@ def test_search_with_no_loadable_checkpoint_stops_before_writing(
     (out / "model_0000003.pth").write_bytes(b"PK\x03\x04 not a whole zip file")
     (out / "last_checkpoint").write_text("model_0000003.pth\n")
     config = shapes_config.parent / "search_fad_R_18_FPN.yaml"
-    opts = [*fast_opts, "MODEL.FAD.NUM_NODES_BOX", "1", "MODEL.FAD.NUM_NODES_CLS", "1"]
+    opts = [*search_opts, "MODEL.FAD.NUM_NODES_BOX", "1", "MODEL.FAD.NUM_NODES_CLS", "1"]
     assert main(["search", "--config-file", str(config), *opts, "SOLVER.MAX_ITER", "2"]) == 2
     err = capsys.readouterr().err
     assert "model_0000003.pth (" in err and "--fresh" in err and err.count("\n") == 1

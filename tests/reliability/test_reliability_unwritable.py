@@ -41,14 +41,14 @@ def _one_line(capsys, command: str) -> str:
 
 @pytest.mark.parametrize("command", ["train", "eval", "search"])
 def test_output_dir_under_a_regular_file_is_a_one_line_error(
-    command, shapes_config, fast_opts, tiny_weights, tmp_path, capsys, no_heavy_work
+    command, shapes_config, fast_opts, search_opts, tiny_weights, tmp_path, capsys, no_heavy_work
 ):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    config = shapes_config
+    config, opts = shapes_config, fast_opts
     if command == "search":
-        config = shapes_config.parent / "search_fad_R_18_FPN.yaml"
-    opts = fast_opts + ["OUTPUT_DIR", str(blocker / "out"), "MODEL.WEIGHT", str(tiny_weights)]
+        config, opts = shapes_config.parent / "search_fad_R_18_FPN.yaml", search_opts
+    opts = opts + ["OUTPUT_DIR", str(blocker / "out"), "MODEL.WEIGHT", str(tiny_weights)]
     assert main([command, "--config-file", str(config), *opts]) == 2
     err = _one_line(capsys, command)
     assert f"OUTPUT_DIR {blocker / 'out'}" in err and f"{blocker} is not a folder" in err
