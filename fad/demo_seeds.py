@@ -2,7 +2,9 @@
 
 Each seed runs the demo (search, both trainings, evaluation) into ``OUT/seed_<s>`` on one
 pretrained backbone (``OUT/backbone``, trained once); a seed whose ``demo_report.json`` is already
-there is read back, not rerun, so a killed study goes on where it stopped. The summary gives, per
+there is read back, not rerun, so a killed study goes on where it stopped. So is the seed of a
+plain ``fad demo`` run into ``OUT`` with the same overrides: ``fad demo`` then
+``fad demo --seeds 0,1,2`` runs seeds 1 and 2 only. The summary gives, per
 head, the mean and the spread (sample standard deviation, min and max) of each AP over the seeds,
 the paired difference FAD - FCOS seed by seed with its 95 % t interval and the verdict that
 follows from it (the seed fixes the initialisation, the data order and the search, so pairing
@@ -183,9 +185,14 @@ def run_seed_study(out_dir: str | Path, opts: Sequence[str], seeds: Sequence[int
     written as ``seed_study.json`` and ``seed_study.md`` and printed."""
     out = Path(out_dir)
     reports = {}
+    single = read_json(out / REPORT_JSON)  # a plain `fad demo` run into the same folder
     for seed in seeds:
         seed_dir = out / f"seed_{seed}"
         report = read_json(seed_dir / REPORT_JSON)
+        if report is None and single is not None and single.get("seed") == seed:
+            if single.get("opts") == list(opts):
+                log.info("seed study: seed %d is the demo run in %s, reading it", seed, out)
+                report = single
         if report is not None and report.get("opts") != list(opts):
             raise FadError(
                 f"{seed_dir / REPORT_JSON} was made with the overrides {report.get('opts')}, "

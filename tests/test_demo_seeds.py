@@ -68,6 +68,26 @@ def test_finished_seeds_are_read_back_not_rerun(tmp_path, capsys):
     assert summary["seeds"] == [0, 3] and (tmp_path / "seed_study.md").is_file()
 
 
+def test_the_seed_of_a_plain_demo_run_in_the_folder_is_reused(tmp_path, capsys, monkeypatch):
+    (tmp_path / REPORT_JSON).write_text(json.dumps(_report(0, 0.1, 0.2)))
+    (tmp_path / "seed_1").mkdir()
+    (tmp_path / "seed_1" / REPORT_JSON).write_text(json.dumps(_report(1, 0.3, 0.25)))
+    ran = []
+    monkeypatch.setattr("fad.demo_seeds.run_demo", lambda out, opts, seed, **k: ran.append(seed))
+    assert main(["demo", "--out", str(tmp_path), "--seeds", "0,1"]) == 0
+    assert ran == [] and "higher AP in 1 of 2 seeds" in capsys.readouterr().out
+    # another seed, or other overrides, are not that run: seed 0 reruns under other overrides
+    monkeypatch.setattr(
+        "fad.demo_seeds.run_demo",
+        lambda out, opts, seed, **k: ran.append(seed) or _report(seed, 0.1, 0.2, opts),
+    )
+    assert main(["demo", "--out", str(tmp_path / "x"), "--seeds", "0"]) == 0
+    (tmp_path / "y").mkdir()
+    (tmp_path / "y" / REPORT_JSON).write_text(json.dumps(_report(0, 0.1, 0.2)))
+    assert main(["demo", "--out", str(tmp_path / "y"), "--seeds", "0", "SEED", "0"]) == 0
+    assert ran == [0, 0]
+
+
 def test_a_finished_seed_made_with_other_overrides_is_refused(tmp_path, capsys):
     (tmp_path / "seed_0").mkdir()
     report = _report(0, 0.1, 0.2, opts=["SOLVER.MAX_ITER", "5"])
