@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from fad.config import load_config
 from fad.engine.atomic import atomic_write_text
@@ -28,6 +27,7 @@ from fad.engine.inference_model import load_trained_model
 from fad.engine.predict import predict
 from fad.engine.train import train
 from fad.errors import FadError
+from fad.modeling.cost import module_cost
 from fad.search.searcher import search
 from fad.search_space.genotype import read_genotype_file
 
@@ -55,12 +55,10 @@ def head_cost(weights: Path, size: tuple[int, int]) -> tuple[int, float]:
     """(parameters, GFLOPs) of a trained detector's head on the FPN levels of a `size` image."""
     cfg = load_config(text=_stored_config(weights), text_source=str(weights))
     model, _ = load_trained_model(cfg, str(weights))
-    params = sum(p.numel() for p in model.head.parameters())
     with torch.no_grad():
         features = list(model.backbone(torch.zeros(1, 3, *size)).values())
-        with FlopCounterMode(display=False) as counter:
-            model.head(features)
-    return params, counter.get_total_flops() / 1e9
+    params, flops = module_cost(model.head, features)
+    return params, flops / 1e9
 
 
 def _stored_config(weights: Path) -> str:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from fad.errors import FadError
+from fad.search_space import kernels
 from fad.search_space.ops import NONE, OpSpec, build_op, check_op_names, conv_unit, op_spec
 
 
@@ -40,18 +41,21 @@ class RepShareStack(nn.Module):
         )
 
     def shared_results(self, x: Tensor) -> list[Tensor]:
-        """Each op's result before decoupling: [N, C, H, W] -> one [N, C, H, W] per spec."""
+        """Each op's result before decoupling: [N, C, H, W] -> one channels-last [N, C, H, W] per
+        spec (fast kernels, see ``kernels``)."""
         raw = []
         for conv in self.convs:
-            x = conv(x)
+            x = kernels.conv_unit(conv, x)
             raw.append(x)
         return [
-            suffix(raw[s.depth - 1]) for suffix, s in zip(self.suffixes, self.specs, strict=True)
+            kernels.conv_unit(suffix, raw[s.depth - 1]) if s.suffix else raw[s.depth - 1]
+            for suffix, s in zip(self.suffixes, self.specs, strict=True)
         ]
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        """[N, C, H, W] -> one decoupled [N, C, H, W] result per spec."""
-        return [dec(r) for dec, r in zip(self.decouple, self.shared_results(x), strict=True)]
+        """[N, C, H, W] -> one decoupled channels-last [N, C, H, W] result per spec."""
+        results = self.shared_results(x)
+        return [kernels.pointwise(r, dec) for dec, r in zip(self.decouple, results, strict=True)]
 
 
 def _weighted_sum(outputs: Sequence[Tensor], weights: Tensor, columns: Sequence[int]) -> Tensor:
@@ -80,8 +84,10 @@ class RepShareMixedOp(nn.Module):
         self.columns = [column for group in by_base.values() for column, _ in group]
 
     def forward(self, x: Tensor, weights: Tensor) -> Tensor:
-        outputs = [out for stack in self.stacks for out in stack(x)]
-        return _weighted_sum(outputs, weights, self.columns)
+        """[N, C, H, W], weights [n_ops] -> channels-last [N, C, H, W]."""
+        results = [r for stack in self.stacks for r in stack.shared_results(x)]
+        decouple = [dec for stack in self.stacks for dec in stack.decouple]
+        return kernels.mix(results, weights, self.columns, decouple)
 
 
 class NaiveMixedOp(nn.Module):
