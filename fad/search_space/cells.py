@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from fad.search_space import kernels
+from fad.search_space import kernels, recompute
 from fad.search_space.genotype import INPUT_NODES, Genotype, validate_genotype
 from fad.search_space.ops import ConvUnit, build_op
 from fad.search_space.repshare import build_mixed_op
@@ -40,7 +40,7 @@ def _preprocess(preprocess: nn.ModuleList, s0: Tensor, s1: Tensor) -> list[Tenso
     states = []
     for pre, s in zip(preprocess, (s0, s1), strict=True):
         if isinstance(pre, ConvUnit):
-            s = kernels.gn_relu(kernels.pointwise(s, pre.body, channels_last=False), pre.norm)
+            s = kernels.gn_relu(kernels.pointwise(s, pre.body), pre.norm)
         states.append(s)
     return states
 
@@ -57,10 +57,11 @@ def fixed_edge(op_name: str, node_channels: int, edge_channels: int) -> nn.Seque
 def _fixed_edge(edge: nn.Sequential, x: Tensor) -> Tensor:
     """A ``fixed_edge`` on the fast kernels: [N, W, H, W'] -> NCHW [N, W, H, W']."""
     narrow, op, widen = edge
-    x = kernels.pointwise(x, narrow)
-    for unit in op:
-        x = kernels.conv_unit(unit, x)
-    return kernels.pointwise(x, widen, channels_last=False)
+    with recompute.cheap_recompute():
+        x = kernels.pointwise(x, narrow, kernels.edge_layout(x, op[0].norm.num_channels))
+        for unit in op:
+            x = kernels.conv_unit(unit, x)
+        return kernels.pointwise(x, widen)
 
 
 class SearchEdge(nn.Module):
@@ -79,11 +80,13 @@ class SearchEdge(nn.Module):
 
 
 class RepShareEdge(SearchEdge):
-    """A RepShare search edge on the fast kernels: channels-last inside, NCHW out."""
+    """A RepShare search edge on the fast kernels (``kernels.edge_layout`` inside, NCHW out)."""
 
     def forward(self, x: Tensor, weights: Tensor) -> Tensor:
-        narrow = kernels.pointwise(x, self.narrow)
-        return kernels.pointwise(self.mixed(narrow, weights), self.widen, channels_last=False)
+        with recompute.cheap_recompute():
+            form = kernels.edge_layout(x, self.mixed.channels)
+            mixed = self.mixed(kernels.pointwise(x, self.narrow, form), weights)
+            return kernels.pointwise(mixed, self.widen)
 
 
 class SearchCell(nn.Module):
