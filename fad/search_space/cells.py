@@ -58,7 +58,7 @@ def _fixed_edge(edge: nn.Sequential, x: Tensor) -> Tensor:
     """A ``fixed_edge`` on the fast kernels: [N, W, H, W'] -> NCHW [N, W, H, W']."""
     narrow, op, widen = edge
     with recompute.cheap_recompute():
-        x = kernels.pointwise(x, narrow, kernels.edge_layout(x, op[0].norm.num_channels))
+        x = kernels.pointwise(x, narrow)
         for unit in op:
             x = kernels.conv_unit(unit, x)
         return kernels.pointwise(x, widen)
@@ -80,12 +80,11 @@ class SearchEdge(nn.Module):
 
 
 class RepShareEdge(SearchEdge):
-    """A RepShare search edge on the fast kernels (``kernels.edge_layout`` inside, NCHW out)."""
+    """A RepShare search edge on the fast kernels (``kernels``, ``recompute``): NCHW out."""
 
     def forward(self, x: Tensor, weights: Tensor) -> Tensor:
         with recompute.cheap_recompute():
-            form = kernels.edge_layout(x, self.mixed.channels)
-            mixed = self.mixed(kernels.pointwise(x, self.narrow, form), weights)
+            mixed = self.mixed(kernels.pointwise(x, self.narrow), weights)
             return kernels.pointwise(mixed, self.widen)
 
 

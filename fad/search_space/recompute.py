@@ -24,15 +24,33 @@ _STORAGE_RECIPE = "_fad_storage_recipe"  # on its base: remakes the storage that
 
 
 class Recipe:
-    """``fn(*sources)``, a source being a tensor, a recipe (remade first) or a plain value."""
+    """``fn(*sources)``, a source being a tensor, a recipe (remade first) or a plain value.
+
+    The remade tensor is kept while saved copies of it remain to be unpacked, so that all the
+    consumers of a tensor share one remake.
+    """
 
     def __init__(self, fn: Callable[..., Tensor], sources: tuple[Any, ...]) -> None:
         self.fn = fn
         self.sources = sources
+        self.pending = 0  # saved copies not yet unpacked
+        self.made: Tensor | None = None
 
     def __call__(self) -> Tensor:
-        with torch.no_grad():
-            return self.fn(*(s() if isinstance(s, Recipe) else s for s in self.sources))
+        made = self.made
+        if made is None:
+            with torch.no_grad():
+                made = self.fn(*(s() if isinstance(s, Recipe) else s for s in self.sources))
+            if self.pending > 0:
+                self.made = made
+        return made
+
+    def unpack(self) -> Tensor:
+        made = self()
+        self.pending -= 1
+        if self.pending <= 0:
+            self.made = None
+        return made
 
 
 def source(value: Any) -> Any:
@@ -62,6 +80,7 @@ def _pack(tensor: Tensor) -> Any:
     recipe = _base(tensor).__dict__.get(_STORAGE_RECIPE)
     if recipe is None:
         return tensor
+    recipe.pending += 1
     return recipe, tensor.size(), tensor.stride(), tensor.storage_offset()
 
 
@@ -69,7 +88,7 @@ def _unpack(packed: Any) -> Tensor:
     if isinstance(packed, Tensor):
         return packed
     recipe, size, stride, offset = packed
-    return recipe().as_strided(size, stride, offset)  # the saved view of the remade storage
+    return recipe.unpack().as_strided(size, stride, offset)  # the saved view, remade
 
 
 def cheap_recompute() -> AbstractContextManager[None]:

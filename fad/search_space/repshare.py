@@ -12,9 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
-from torch.autograd.function import FunctionCtx
 
 from fad.errors import FadError
 from fad.search_space import kernels
@@ -43,9 +41,9 @@ class RepShareStack(nn.Module):
         )
 
     def shared_results(self, x: Tensor) -> list[Tensor]:
-        """Each op's result before decoupling: [N, C, H, W] -> one [N, C, H, W] per spec, in
-        ``x``'s layout (``kernels``)."""
+        """Each op's result before decoupling: NCHW [N, C, H, W] -> one per spec (``kernels``)."""
         raw = []
+        x = x.contiguous()
         for conv in self.convs:
             x = kernels.conv_unit(conv, x)
             raw.append(x)
@@ -55,65 +53,9 @@ class RepShareStack(nn.Module):
         ]
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        """[N, C, H, W] -> one decoupled [N, C, H, W] result per spec, in ``x``'s layout."""
+        """NCHW [N, C, H, W] -> one decoupled [N, C, H, W] result per spec."""
         results = self.shared_results(x)
-        form = kernels.layout(x)
-        return [kernels.pointwise(r, d, form) for d, r in zip(self.decouple, results, strict=True)]
-
-
-class _Mix(torch.autograd.Function):
-    """z = sum_k w[col_k] * D_k(r_k), D_k a 1x1 conv (no bias) or the identity.
-
-    The products are matrix products with weight w * D accumulated into one buffer, then the
-    identity terms are added in place: no per-op output, no separate weighting pass.
-    """
-
-    @staticmethod
-    def forward(
-        ctx: FunctionCtx,
-        weights: Tensor,
-        columns: Sequence[int],
-        decoupled: Sequence[bool],
-        *tensors: Tensor,
-    ) -> Tensor:
-        k = len(columns)
-        results, mats = tensors[:k], iter(tensors[k:])
-        products = [
-            (c, r, next(mats).flatten(1)) for c, r, d in zip(columns, results, decoupled) if d
-        ]
-        identities = [(c, r) for c, r, d in zip(columns, results, decoupled) if not d]
-        total = None
-        for col, result, mat in products:
-            total = kernels.channel_mix(mat * weights[col], result, total)
-        for col, result in identities:
-            total = result * weights[col] if total is None else total.addcmul_(result, weights[col])
-        ctx.save_for_backward(weights, *results, *tensors[k:])
-        ctx.columns, ctx.decoupled = list(columns), list(decoupled)
-        return total
-
-    @staticmethod
-    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor | None, ...]:
-        k = len(ctx.columns)
-        weights, *results = ctx.saved_tensors[: k + 1]
-        mats = iter(ctx.saved_tensors[k + 1 :])
-        grad = grad.contiguous(memory_format=kernels.layout(results[0]))
-        grad_weights = torch.zeros_like(weights)
-        grad_results: list[Tensor | None] = []
-        grad_mats: list[Tensor] = []
-        for i, (col, result, dec) in enumerate(zip(ctx.columns, results, ctx.decoupled)):
-            w, needed = weights[col], ctx.needs_input_grad[3 + i]
-            if dec:
-                mat = next(mats)
-                outer = kernels.channel_outer(grad, result)  # d loss / d (w * D): [C', C]
-                grad_weights[col] += (outer * mat.flatten(1)).sum()
-                grad_mats.append((outer * w).view_as(mat))
-                grad_results.append(
-                    kernels.channel_mix((mat.flatten(1) * w).t(), grad) if needed else None
-                )
-            else:
-                grad_weights[col] += torch.dot(kernels.flat(grad), kernels.flat(result))
-                grad_results.append(grad * w if needed else None)
-        return grad_weights, None, None, *grad_results, *grad_mats
+        return [kernels.pointwise(r, d) for d, r in zip(self.decouple, results, strict=True)]
 
 
 def mix(
@@ -124,11 +66,19 @@ def mix(
 ) -> Tensor:
     """sum_k weights[columns[k]] * decouple[k](results[k]); a decouple is a 1x1 conv or identity.
 
-    results: [N, C, H, W] each, in one layout; weights: [n_ops]. Returns [N, C, H, W] in it.
+    results: NCHW [N, C, H, W] each; weights: [n_ops]. Returns NCHW [N, C, H, W]. The 1x1 convs
+    are matrix products with weight w * D accumulated in place into one buffer, then the
+    identity terms are added in place: no per-op output and no separate weighting pass.
     """
-    decoupled = [isinstance(d, nn.Conv2d) for d in decouple]
-    mats = [d.weight for d in decouple if isinstance(d, nn.Conv2d)]
-    return _Mix.apply(weights, list(columns), decoupled, *results, *mats)
+    total = None
+    for col, result, dec in zip(columns, results, decouple):
+        if isinstance(dec, nn.Conv2d):
+            total = kernels.channel_mix(dec.weight.flatten(1) * weights[col], result, total)
+    for col, result, dec in zip(columns, results, decouple):
+        if not isinstance(dec, nn.Conv2d):
+            w = weights[col]
+            total = result * w if total is None else total.addcmul_(result, w)
+    return total
 
 
 def _weighted_sum(outputs: Sequence[Tensor], weights: Tensor, columns: Sequence[int]) -> Tensor:
@@ -146,7 +96,6 @@ class RepShareMixedOp(nn.Module):
         super().__init__()
         check_op_names(op_names)
         self.op_names = tuple(op_names)
-        self.channels = channels
         by_base: dict[str, list[tuple[int, OpSpec]]] = {}
         for column, name in enumerate(op_names):
             if name != NONE:
@@ -158,7 +107,7 @@ class RepShareMixedOp(nn.Module):
         self.columns = [column for group in by_base.values() for column, _ in group]
 
     def forward(self, x: Tensor, weights: Tensor) -> Tensor:
-        """[N, C, H, W], weights [n_ops] -> [N, C, H, W] in ``x``'s layout."""
+        """NCHW [N, C, H, W], weights [n_ops] -> NCHW [N, C, H, W] (``kernels``)."""
         results = [r for stack in self.stacks for r in stack.shared_results(x)]
         decouple = [dec for stack in self.stacks for dec in stack.decouple]
         return mix(results, weights, self.columns, decouple)

@@ -23,10 +23,10 @@ TOL = 1e-5
 
 @pytest.fixture(params=["small-map", "large-map"])
 def paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Both code paths on small inputs: "large-map" lowers the size thresholds to 0, so NHWC,
-    phase grids, the hand-written GroupNorm backward and recomputation all run."""
+    """Both code paths on small inputs: "large-map" lowers the size thresholds to 0, so the phase
+    grids of dilated convs and the recomputation of activations run."""
     if request.param == "large-map":
-        monkeypatch.setattr(kernels, "LARGE", 0)
+        monkeypatch.setattr(kernels, "NHWC_MIN_NUMEL", 0)
         monkeypatch.setattr(recompute, "MIN_NUMEL", 0)
     return request.param
 
