@@ -23,8 +23,9 @@ TOL = 1e-5
 
 @pytest.fixture(params=["small-map", "large-map"])
 def paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Both code paths on small inputs: "large-map" lowers the size thresholds to 0, so the phase
-    grids of dilated convs and the recomputation of activations run."""
+    """Both code paths on small inputs: "large-map" lowers the size thresholds to 0, so the
+    channels-last depthwise convs (phase grids for dilated ones), the GroupNorm + ReLU function
+    and the recomputation of activations run."""
     if request.param == "large-map":
         monkeypatch.setattr(kernels, "NHWC_MIN_NUMEL", 0)
         monkeypatch.setattr(recompute, "MIN_NUMEL", 0)
