@@ -14,6 +14,8 @@ was taken stop the run before anything saves them, in every precision.
 from __future__ import annotations
 
 import math
+import re
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -28,6 +30,7 @@ from fad.runtime.seeding import derive_seed
 
 Batch = tuple[list[Tensor], list[dict[str, Any]]]
 MIN_LOSS_SCALE = 2.0**-8  # fp16: below this, the gradients overflow whatever the scale
+SCHEDULE_BEFORE_STEP = re.escape("Detected call of `lr_scheduler.step()` before `optimizer.step()`")
 
 
 class NonFiniteLossError(FadError):
@@ -155,5 +158,7 @@ class WeightStep:
         precision.update()
         check_loss_scale(iteration, precision, self.device)
         check_finite_params(iteration, self.stepped, self.device, "weights", "optimizer step")
-        self.scheduler.step()
+        with warnings.catch_warnings():  # a skipped fp16 step still advances the schedule
+            warnings.filterwarnings("ignore", SCHEDULE_BEFORE_STEP, UserWarning)
+            self.scheduler.step()
         return losses

@@ -201,7 +201,7 @@ class Architect:
             torch.set_rng_state(rng_after)
         finally:
             self._restore(params, saved)
-        return loss, [d - scale * h for d, h in zip(direct, hvp, strict=True)]
+        return loss, [d - h for d, h in zip(direct, hvp, strict=True)]
 
     def _virtual_sgd_step(
         self, pairs: list[tuple[Tensor, dict[str, Any]]], grads: list[Tensor]
