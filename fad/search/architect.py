@@ -201,7 +201,7 @@ class Architect:
             torch.set_rng_state(rng_after)
         finally:
             self._restore(params, saved)
-        return loss, [d - h for d, h in zip(direct, hvp, strict=True)]
+        return loss, [d - scale * h for d, h in zip(direct, hvp, strict=True)]  # both times S
 
     def _virtual_sgd_step(
         self, pairs: list[tuple[Tensor, dict[str, Any]]], grads: list[Tensor]
@@ -240,9 +240,9 @@ class Architect:
                     for p, w, d in zip(params, saved, v, strict=True):
                         p.copy_(w + sign * eps * d)
                 torch.set_rng_state(rng_state)
-                with self.precision.float32():
+                with self.precision.float32():  # the backward too: its ops would autocast
                     loss = self.loss_fn(self.model, weight_batch)
-                sides.append(_grads(loss, self.alphas))
+                    sides.append(_grads(loss, self.alphas))
         finally:
             self._restore(params, saved)
         return [(pos - neg) / (2 * eps) for pos, neg in zip(*sides, strict=True)]

@@ -12,6 +12,9 @@ docs/performance.md):
   backward is slow) as an undilated one on the d x d interleaved phase grids of its input;
 - GroupNorm + ReLU is one autograd function, so that its output can be remade in the backward
   instead of kept (``recompute``), as can depthwise outputs.
+
+They are float32 paths: under autocast (SOLVER.AMP) or on other dtypes each function runs the
+modules themselves (``plain``), which autocast knows how to cast.
 """
 
 from __future__ import annotations
@@ -26,7 +29,17 @@ from torch.autograd.function import FunctionCtx
 from fad.search_space import recompute
 
 CHANNELS_LAST, NCHW = torch.channels_last, torch.contiguous_format
+AUTOCAST_DEVICES = ("cpu", "cuda")  # the meta device has no autocast state to ask
 NHWC_MIN_NUMEL = 1 << 14  # from about this size, channels-last depthwise convs pay off
+
+
+def plain(x: Tensor) -> bool:
+    """Whether ``x`` should go through the plain modules: autocast is on for its device, or it
+    is not float32."""
+    kind = x.device.type
+    return x.dtype != torch.float32 or (
+        kind in AUTOCAST_DEVICES and torch.is_autocast_enabled(kind)
+    )
 
 
 def channel_mix(weight: Tensor, x: Tensor, out: Tensor | None = None) -> Tensor:
@@ -52,6 +65,8 @@ def pointwise(x: Tensor, conv: nn.Module) -> Tensor:
     (a channels-last one is read in place, transposed) -> NCHW [N, C', H, W]."""
     if not isinstance(conv, nn.Conv2d):
         return x.contiguous()
+    if plain(x):
+        return conv(x)
     n, c, h, w = x.shape
     if x.is_contiguous():
         pixels = x.view(n, c, h * w)
@@ -150,7 +165,7 @@ def depthwise(x: Tensor, conv: nn.Conv2d) -> Tensor:
     backward rather than kept (``recompute``).
     """
     weight, bias, d = conv.weight, conv.bias, conv.dilation[0]
-    if x.device.type != "cpu" or x.numel() < NHWC_MIN_NUMEL:
+    if x.device.type != "cpu" or x.numel() < NHWC_MIN_NUMEL or plain(x):
         return F.conv2d(x, weight, bias, padding=d, dilation=d, groups=conv.groups)
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
     grids = d > 1 and needs_grad
@@ -198,7 +213,7 @@ class _GroupNormReLU(torch.autograd.Function):
 def gn_relu(x: Tensor, norm: nn.GroupNorm) -> Tensor:
     """relu(norm(x)) for NCHW ``x`` [N, C, H, W] -> NCHW; as one function on a large map (to
     remake its output), as torch's ops on a small one (less per-call cost)."""
-    if x.numel() < recompute.MIN_NUMEL or not torch.is_grad_enabled():
+    if x.numel() < recompute.MIN_NUMEL or not torch.is_grad_enabled() or plain(x):
         return F.relu(norm(x))  # norm: the module, for its one-value-per-group case
     return _GroupNormReLU.apply(x, norm.weight, norm.bias, norm.num_groups, norm.eps)
 

@@ -11,6 +11,7 @@ and would otherwise be held by the next conv and by the weighted sum.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
@@ -27,19 +28,22 @@ class Recipe:
     """``fn(*sources)``, a source being a tensor, a recipe (remade first) or a plain value.
 
     The remade tensor is kept while saved copies of it remain to be unpacked, so that all the
-    consumers of a tensor share one remake.
+    consumers of a tensor share one remake. It is remade outside autocast, as it was made (the
+    kernels mark only float32 tensors made outside autocast), even when the backward runs in an
+    autocast region.
     """
 
-    def __init__(self, fn: Callable[..., Tensor], sources: tuple[Any, ...]) -> None:
+    def __init__(self, fn: Callable[..., Tensor], sources: tuple[Any, ...], device: str) -> None:
         self.fn = fn
         self.sources = sources
+        self.device = device
         self.pending = 0  # saved copies not yet unpacked
         self.made: Tensor | None = None
 
     def __call__(self) -> Tensor:
         made = self.made
         if made is None:
-            with torch.no_grad():
+            with torch.no_grad(), _no_autocast(self.device):
                 made = self.fn(*(s() if isinstance(s, Recipe) else s for s in self.sources))
             if self.pending > 0:
                 self.made = made
@@ -51,6 +55,12 @@ class Recipe:
         if self.pending <= 0:
             self.made = None
         return made
+
+
+def _no_autocast(device: str) -> AbstractContextManager[Any]:
+    if device in ("cpu", "cuda"):
+        return torch.autocast(device, enabled=False)
+    return contextlib.nullcontext()
 
 
 def source(value: Any) -> Any:
@@ -70,7 +80,7 @@ def recomputable(out: Tensor, fn: Callable[..., Tensor], *inputs: Any) -> bool:
     Returns whether it was marked."""
     if out.numel() < MIN_NUMEL:
         return False
-    recipe = Recipe(fn, tuple(source(i) for i in inputs))
+    recipe = Recipe(fn, tuple(source(i) for i in inputs), out.device.type)
     setattr(out, _RECIPE, recipe)
     setattr(_base(out), _STORAGE_RECIPE, recipe)
     return True

@@ -70,6 +70,8 @@ def mix(
     are matrix products with weight w * D accumulated in place into one buffer, then the
     identity terms are added in place: no per-op output and no separate weighting pass.
     """
+    if kernels.plain(results[0]):  # autocast: the modules, which it casts
+        return _weighted_sum([dec(r) for dec, r in zip(decouple, results)], weights, columns)
     total = None
     for col, result, dec in zip(columns, results, decouple):
         if isinstance(dec, nn.Conv2d):
