@@ -76,7 +76,9 @@ def test_mixed_precision_detector_step_moves_float32_weights(mode):
     ]
     losses = step(0, (images, targets))
     assert set(losses) == {"loss_cls", "loss_reg", "loss_centerness"}
-    assert all(v.dtype == torch.float32 and math.isfinite(float(v.detach())) for v in losses.values())
+    assert all(
+        v.dtype == torch.float32 and math.isfinite(float(v.detach())) for v in losses.values()
+    )
     after = list(model.parameters())
     assert all(p.dtype == torch.float32 for p in after)
     assert all(s["momentum_buffer"].dtype == torch.float32 for s in optimizer.state.values())
