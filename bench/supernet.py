@@ -1,12 +1,20 @@
-"""Benchmark one search cell with RepShare vs the naive mixed op (every op its own module).
+"""Benchmark one search cell: RepShare on the fast kernels vs its reference and the naive mixed op.
 
 Times forward + backward of a search cell (3 nodes, C=96 inside W=256, batch 2, 52x52 by default)
-for both variants side by side (warmup, interleaved repeats, median) and reports the speed,
-FLOP, parameter and peak-memory ratios as a markdown table. Peak memory: on CUDA the peak allocated
-during one step above what the cell and its input hold; on CPU the rise of the peak RSS
-(VmHWM) during one step, measured in a fresh subprocess per variant.
+for three variants side by side in one process (warmup, then interleaved repeats, median):
 
-    python bench/supernet.py [--device cpu|cuda] [--repeats 7] [--warmup 3]
+- ``RepShare``: ``SearchCell`` as built by the package (``fad.search_space.kernels``);
+- ``reference``: the same cell, same parameters, run as first implemented
+  (``bench/reference_cell.py``: plain modules, NCHW, explicit weighted sum);
+- ``naive``: the naive mixed op (every op its own module, plain DARTS), plain modules.
+
+Each round also times a large fp32 matrix product, whose median rate is the machine's measured
+peak; the floor of a variant is its true FLOPs (``fad.modeling.cost``) at that rate. Peak memory:
+on CUDA the peak allocated during one step above what the cell and its input hold; on CPU the
+rise of the peak RSS (VmHWM) during one step, in a fresh subprocess per variant. The outputs and
+the gradients (inputs, weights, alphas) of RepShare are compared with the reference's.
+
+    python bench/supernet.py [--device cpu|cuda] [--repeats 7] [--warmup 2] [--threads 0]
 """
 
 from __future__ import annotations
@@ -19,83 +27,117 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import reference_cell  # this script's folder: bench/
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
+from fad.modeling.cost import count_flops, count_parameters
 from fad.search_space.cells import SearchCell
 from fad.search_space.ops import space_ops
 
-VARIANTS = {"RepShare": True, "naive": False}
+VARIANTS = ("RepShare", "reference", "naive")
+MATMUL = 4096  # side of the square fp32 product that measures the peak rate
 
 
-def build(args: argparse.Namespace, repshare: bool) -> tuple[SearchCell, Callable[[], None]]:
-    """The cell and a closure running one forward + backward step on it."""
-    device = torch.device(args.device)
-    op_names = space_ops(args.space)
-    cell = SearchCell(
-        args.nodes,
-        (args.node_channels, args.node_channels),
-        args.node_channels,
-        args.channels,
-        op_names,
-        repshare=repshare,
-    ).to(device)
-    alphas = [
-        (1e-3 * torch.randn(2 + k, len(op_names), device=device)).requires_grad_()
-        for k in range(args.nodes)
-    ]
-    shape = (args.batch, args.node_channels, args.size, args.size)
-    s0, s1 = torch.randn(shape, device=device), torch.randn(shape, device=device)
+class Setup:
+    """A variant's cell, alphas and inputs, and its forward."""
 
-    def step() -> None:
-        cell.zero_grad(set_to_none=True)
-        out = cell(s0, s1, [a.softmax(dim=-1) for a in alphas])
-        out.square().mean().backward()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+    def __init__(self, args: argparse.Namespace, variant: str, device: str | None = None) -> None:
+        device = torch.device(device or args.device)
+        torch.manual_seed(0)
+        self.op_names = space_ops(args.space)
+        w = args.node_channels
+        self.cell = SearchCell(
+            args.nodes, (w, w), w, args.channels, self.op_names, repshare=variant != "naive"
+        ).to(device)
+        self.alphas = [
+            (1e-3 * torch.randn(2 + k, len(self.op_names), device=device)).requires_grad_()
+            for k in range(args.nodes)
+        ]
+        shape = (args.batch, w, args.size, args.size)
+        self.inputs = [torch.randn(shape, device=device), torch.randn(shape, device=device)]
+        self.forward = reference_cell.search_cell if variant == "reference" else SearchCell.__call__
 
-    return cell, step
+    def output(self) -> torch.Tensor:
+        weights = [a.softmax(dim=-1) for a in self.alphas]
+        return self.forward(self.cell, *self.inputs, weights)
 
-
-def count_step(args: argparse.Namespace, repshare: bool) -> tuple[int, int]:
-    """(parameters, FLOPs of one forward + backward step), on the meta device (shapes only)."""
-    cell, step = build(argparse.Namespace(**{**vars(args), "device": "meta"}), repshare)
-    counter = FlopCounterMode(display=False)
-    with counter:
-        step()
-    return sum(p.numel() for p in cell.parameters()), counter.get_total_flops()
+    def step(self) -> None:
+        """One forward + backward (the loss: mean of the squared output)."""
+        self.cell.zero_grad(set_to_none=True)
+        self.output().square().mean().backward()
+        if self.inputs[0].is_cuda:
+            torch.cuda.synchronize()
 
 
-def time_steps(args: argparse.Namespace) -> dict[str, list[float]]:
-    """Interleaved timings (seconds) of each variant's step, after warmup."""
-    steps = {name: build(args, repshare)[1] for name, repshare in VARIANTS.items()}
+def count(args: argparse.Namespace, variant: str) -> tuple[int, int]:
+    """(parameters, FLOPs of one step), on the meta device (shapes only)."""
+    setup = Setup(args, variant, device="meta")
+    return count_parameters(setup.cell), count_flops(setup.step)
+
+
+def matmul_step(device: str) -> Callable[[], float]:
+    """A closure timing one MATMUL^3 fp32 product; returns its rate in FLOP/s."""
+    a, b = (torch.randn(MATMUL, MATMUL, device=device) for _ in range(2))
+
+    def run() -> float:
+        start = time.perf_counter()
+        a @ b
+        if a.is_cuda:
+            torch.cuda.synchronize()
+        return 2 * MATMUL**3 / (time.perf_counter() - start)
+
+    return run
+
+
+def time_steps(args: argparse.Namespace) -> tuple[dict[str, float], float]:
+    """Median seconds per step of each variant, and the median matmul rate (FLOP/s)."""
+    steps = {name: Setup(args, name).step for name in VARIANTS}
+    peak = matmul_step(args.device)
     for _ in range(args.warmup):
+        peak()
         for step in steps.values():
             step()
     times: dict[str, list[float]] = {name: [] for name in steps}
+    rates = []
     for _ in range(args.repeats):
+        rates.append(peak())
         for name, step in steps.items():
             start = time.perf_counter()
             step()
             times[name].append(time.perf_counter() - start)
-    return times
+    return {name: statistics.median(t) for name, t in times.items()}, statistics.median(rates)
 
 
-def cuda_peak(args: argparse.Namespace, repshare: bool) -> int:
+def max_differences(args: argparse.Namespace) -> tuple[float, float]:
+    """Max |RepShare - reference| over the output, and over every gradient (inputs too)."""
+    results = []
+    for variant in ("RepShare", "reference"):
+        setup = Setup(args, variant)
+        for x in setup.inputs:
+            x.requires_grad_()
+        out = setup.output()
+        out.square().mean().backward()
+        tensors = [*setup.inputs, *setup.alphas, *setup.cell.parameters()]
+        results.append((out.detach(), [t.grad for t in tensors]))
+    (out, grads), (ref_out, ref_grads) = results
+    worst_grad = max((g - r).abs().max().item() for g, r in zip(grads, ref_grads, strict=True))
+    return (out - ref_out).abs().max().item(), worst_grad
+
+
+def cuda_peak(args: argparse.Namespace, variant: str) -> int:
     """Peak bytes allocated by one step on CUDA above the cell, its input and its alphas."""
     torch.cuda.empty_cache()
-    _, step = build(args, repshare)
-    step()  # gradients allocated once, as in training
-    torch.cuda.synchronize()
+    setup = Setup(args, variant)
+    setup.step()  # gradients allocated once, as in training
     base = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
-    step()
+    setup.step()
     return torch.cuda.max_memory_allocated() - base
 
 
-def cpu_peak_in_subprocess(args: argparse.Namespace, name: str) -> int:
+def cpu_peak_in_subprocess(variant: str) -> int:
     """Rise of max RSS (bytes) during one step, in a fresh process for this variant alone."""
-    command = [sys.executable, __file__, *sys.argv[1:], "--rss-of", name]
+    command = [sys.executable, __file__, *sys.argv[1:], "--rss-of", variant]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     return int(result.stdout.strip().splitlines()[-1])
 
@@ -108,16 +150,16 @@ def _status_kib(key: str) -> int:
     raise KeyError(key)
 
 
-def rss_of(args: argparse.Namespace, name: str) -> int:
+def rss_of(args: argparse.Namespace, variant: str) -> int:
     """Child process: peak RSS rise (bytes) during one step of one variant (Linux).
 
     ``ru_maxrss`` survives fork + exec (it starts at the parent's RSS), so the peak is reset
     through ``/proc/self/clear_refs`` and read back as VmHWM.
     """
-    _, step = build(args, VARIANTS[name])
+    setup = Setup(args, variant)
     Path("/proc/self/clear_refs").write_text("5")
     before = _status_kib("VmRSS")
-    step()
+    setup.step()
     return (_status_kib("VmHWM") - before) * 1024
 
 
@@ -130,53 +172,77 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--size", type=int, default=52, help="feature map height and width")
     parser.add_argument("--space", default="released")
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
-    parser.add_argument("--rss-of", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
+    parser.add_argument("--rss-of", choices=VARIANTS, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
+
+
+def report(
+    args: argparse.Namespace,
+    counts: dict[str, tuple[int, int]],
+    times: dict[str, float],
+    rate: float,
+    peaks: dict[str, int],
+    differences: tuple[float, float],
+) -> None:
+    """Print the markdown tables."""
+    on_cuda = args.device.startswith("cuda")
+    device = torch.cuda.get_device_name() if on_cuda else f"CPU, {torch.get_num_threads()} threads"
+    memory = "peak CUDA memory (MiB)" if on_cuda else "peak RSS rise (MiB)"
+    floor = counts["reference"][1] / rate
+    print(
+        f"search cell: {args.nodes} nodes, C={args.channels}, W={args.node_channels}, "
+        f"batch {args.batch}, {args.size}x{args.size}, space {args.space}, on {device}; "
+        f"median of {args.repeats} interleaved after {args.warmup} warmup; "
+        f"fp32 {MATMUL}^3 matmul: {rate / 1e9:.1f} GFLOP/s"
+    )
+    print()
+    print(f"| variant | fwd+bwd (ms) | / RepShare | / floor | GFLOP | parameters | {memory} |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name in VARIANTS:
+        params, flops = counts[name]
+        print(
+            f"| {name} | {times[name] * 1e3:.1f} | {times[name] / times['RepShare']:.2f}x "
+            f"| {times[name] / floor:.2f}x | {flops / 1e9:.1f} | {params:,} "
+            f"| {peaks[name] / 2**20:.1f} |"
+        )
+    print()
+    print("| figure | value | target |")
+    print("|---|---:|---:|")
+    rows = [
+        ("RepShare speed-up over its reference", times["reference"] / times["RepShare"], ">= 1.4x"),
+        ("RepShare time / floor", times["RepShare"] / floor, "<= 1.25x"),
+        ("naive time / RepShare time", times["naive"] / times["RepShare"], ">= 2.5x"),
+        ("peak memory, RepShare / naive", peaks["RepShare"] / max(peaks["naive"], 1), "<= 0.5x"),
+        ("peak memory, RepShare / reference", peaks["RepShare"] / peaks["reference"], ""),
+        ("FLOPs, RepShare / naive", counts["RepShare"][1] / counts["naive"][1], ""),
+        ("parameters, RepShare / naive", counts["RepShare"][0] / counts["naive"][0], ""),
+    ]
+    for label, value, target in rows:
+        print(f"| {label} | {value:.2f}x | {target} |")
+    print(f"| max abs difference to the reference, output | {differences[0]:.1e} | <= 1e-5 |")
+    print(f"| max abs difference to the reference, gradients | {differences[1]:.1e} | <= 1e-5 |")
+    print()
+    print(f"floor: the reference's {counts['reference'][1] / 1e9:.1f} GFLOP at the matmul rate")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
     if args.rss_of:
         print(rss_of(args, args.rss_of))
         return 0
-    counts = {name: count_step(args, repshare) for name, repshare in VARIANTS.items()}
-    params = {name: count[0] for name, count in counts.items()}
-    flops = {name: count[1] for name, count in counts.items()}
-    times = {name: statistics.median(t) for name, t in time_steps(args).items()}
+    counts = {name: count(args, name) for name in VARIANTS}
+    differences = max_differences(args)
+    times, rate = time_steps(args)
     if args.device.startswith("cuda"):
-        peaks = {name: cuda_peak(args, repshare) for name, repshare in VARIANTS.items()}
-        memory = "peak CUDA memory of one step (MiB)"
+        peaks = {name: cuda_peak(args, name) for name in VARIANTS}
     else:
-        peaks = {name: cpu_peak_in_subprocess(args, name) for name in VARIANTS}
-        memory = "peak RSS rise during one step (MiB)"
-    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
-    print(
-        f"search cell: {args.nodes} nodes, C={args.channels}, W={args.node_channels}, "
-        f"batch {args.batch}, {args.size}x{args.size}, space {args.space}, on {device} "
-        f"({torch.get_num_threads()} threads); median of {args.repeats} after {args.warmup} warmup"
-    )
-    print()
-    print(f"| variant | fwd+bwd (ms) | fwd+bwd GFLOPs | parameters | {memory} |")
-    print("|---|---:|---:|---:|---:|")
-    for name in VARIANTS:
-        print(
-            f"| {name} | {times[name] * 1e3:.1f} | {flops[name] / 1e9:.1f} | {params[name]:,} | {peaks[name] / 2**20:.1f} |"
-        )
-    print()
-    print("| ratio | value |")
-    print("|---|---:|")
-    print(
-        f"| speed-up of RepShare (naive time / RepShare time) | {times['naive'] / times['RepShare']:.2f}x |"
-    )
-    print(f"| FLOPs (RepShare / naive) | {flops['RepShare'] / flops['naive']:.3f} |")
-    print(f"| parameters (RepShare / naive) | {params['RepShare'] / params['naive']:.3f} |")
-    print(f"| peak memory (RepShare / naive) | {peaks['RepShare'] / max(peaks['naive'], 1):.3f} |")
+        peaks = {name: cpu_peak_in_subprocess(name) for name in VARIANTS}
+    report(args, counts, times, rate, peaks, differences)
     return 0
 
 

@@ -27,7 +27,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from fad.config import load_config
 from fad.data.catalog import resolve
@@ -35,6 +34,7 @@ from fad.engine.predict import predict
 from fad.engine.train import run_training
 from fad.engine.trained import TrainedModel
 from fad.errors import FadError
+from fad.modeling.cost import flop_counter
 from fad.runtime.atomic import atomic_write_text
 from fad.search.searcher import run_search
 from fad.search_space.genotype import read_genotype_file
@@ -113,7 +113,7 @@ def head_cost(model: nn.Module, size: tuple[int, int]) -> dict[str, float]:
     model = model.eval()
     with torch.no_grad():
         features = list(model.backbone(torch.zeros(1, 3, *size)).values())
-        with FlopCounterMode(display=False) as counter:
+        with flop_counter() as counter:
             model.head(features)
         for _ in range(3):
             model.head(features)

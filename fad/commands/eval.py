@@ -24,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from fad.engine.preflight import check_evaluation
     from fad.engine.run import start_run
     from fad.engine.trained import TrainedModel
+    from fad.modeling.build import apply_speed_paths
 
     cfg = config_from_args(args)
     genotypes = genotypes_from_args(args)
@@ -31,5 +32,6 @@ def run(args: argparse.Namespace) -> int:
     trained = TrainedModel.read(cfg.MODEL.WEIGHT)  # all checked before anything is written
     ctx = start_run(cfg, local_rank=args.local_rank, log_name="eval_log.txt", write_config=False)
     model = trained.build(cfg, genotypes).to(ctx.device)
+    apply_speed_paths(model, cfg)
     evaluate_model(cfg, model, ctx, trained.class_names)
     return 0

@@ -6,9 +6,9 @@ import argparse
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from fad.errors import FadError
+from fad.modeling.cost import count_flops, count_parameters
 from fad.search_space.genotype import PRESETS, ROLES, Genotype, load_genotypes
 from fad.search_space.towers import CellTowerSpec, FixedTower, TowerSpec, build_tower
 from fad.viz.genotype_plot import INSTALL_HINT, dot_available, plot_genotype
@@ -40,15 +40,13 @@ def fixed_tower(
 def cells_cost(tower: FixedTower, height: int, width: int) -> tuple[int, int]:
     """(parameters, FLOPs) of the stacked cells on one [1, W, height, width] level.
 
-    FLOPs as ``torch.utils.flop_counter.FlopCounterMode`` counts them: convolutions and matrix
-    products only, one multiply-add = 2 FLOPs (GroupNorm, ReLU and additions are not counted).
+    FLOPs as ``fad.modeling.cost`` counts them: convolutions and matrix products only, one
+    multiply-add = 2 FLOPs (GroupNorm, ReLU and additions are not counted).
     """
-    params = sum(p.numel() for p in tower.cells.parameters())
     feature = torch.empty(1, tower.out_channels, height, width, device="meta")
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        tower.forward_cells(feature, feature)
-    return params, counter.get_total_flops()
+    with torch.no_grad():
+        flops = count_flops(lambda: tower.forward_cells(feature, feature))
+    return count_parameters(tower.cells), flops
 
 
 def run_show(args: argparse.Namespace) -> int:

@@ -20,6 +20,12 @@ _C.MODEL.RETINANET_ON = False
 _C.MODEL.MASK_ON = False
 _C.MODEL.KEYPOINT_ON = False
 _C.MODEL.CLS_AGNOSTIC_BBOX_REG = False
+# fad: the model and its input batches in channels_last (NHWC) memory format, in training, search
+# and evaluation (same results; faster convolutions on tensor cores and oneDNN)
+_C.MODEL.CHANNELS_LAST = False
+# fad: torch.compile the head's box and cls towers in training, search and evaluation (compiled
+# at the first batch of each size; checkpoints load with and without it)
+_C.MODEL.COMPILE = False
 # "" (random init), a torchvision weights name ("ResNet50_Weights.IMAGENET1K_V1"),
 # "catalog://ImageNetPretrained/MSRA/R-50" (mapped to torchvision's ImageNet weights),
 # "torchvision://resnet50", an http(s) URL, or a local file (backbone state_dict or a fad checkpoint).
@@ -169,6 +175,9 @@ _C.SOLVER.WARMUP_METHOD = "linear"
 _C.SOLVER.CHECKPOINT_PERIOD = 2500
 _C.SOLVER.IMS_PER_BATCH = 16
 _C.SOLVER.CLIP_GRAD_NORM = 0.0  # fad: 0 disables; the search always clips at 20 as the original
+# fad: mixed precision of training and search: "" or "off" (float32), "bf16" or "fp16" (with loss
+# scaling); autocast forward passes, float32 parameters, optimizer states and losses
+_C.SOLVER.AMP = ""
 _C.SOLVER.SEARCH = CN()
 _C.SOLVER.SEARCH.BASE_LR_ALPHA = 3e-4
 _C.SOLVER.SEARCH.WEIGHT_DECAY_ALPHA = 1e-3

@@ -18,6 +18,7 @@ from fad.errors import FadError
 from fad.modeling.backbone import FPN_STRIDES, NORMS, conv_body_depth
 from fad.modeling.build import detector_name
 from fad.modeling.loss import IOU_LOSS_TYPES
+from fad.runtime.precision import AMP_MODES
 from fad.runtime.seeding import MAX_SEED
 from fad.search_space.ops import SPACES, check_group_norm_width
 from fad.solver import OPTIMIZERS, WARMUP_METHODS
@@ -148,6 +149,7 @@ def validate_config(cfg: CN, *, world_size: int = 1) -> None:
         "SOLVER.SEARCH.FIRST_ORDER False needs SOLVER.OPTIMIZER SGD (the second-order step "
         f"mirrors SGD's update), got {s.OPTIMIZER!r}",
     )
+    _check_amp(s.AMP)
     _check(0 <= s.MOMENTUM < 1, f"SOLVER.MOMENTUM must be in [0, 1), got {s.MOMENTUM}")
     _check(s.WEIGHT_DECAY >= 0, f"SOLVER.WEIGHT_DECAY must be >= 0, got {s.WEIGHT_DECAY}")
     _check(
@@ -235,6 +237,15 @@ def validate_config(cfg: CN, *, world_size: int = 1) -> None:
     _check(
         m.FAD.SPACE in SPACES,
         f"MODEL.FAD.SPACE must be one of {tuple(SPACES)}, got {m.FAD.SPACE!r}",
+    )
+
+
+def _check_amp(amp: str) -> None:
+    """SOLVER.AMP names a mode of `fad.runtime.precision.AMP_MODES`."""
+    hint = " (YAML reads an unquoted off as False: write AMP: 'off')" if amp == "False" else ""
+    _check(
+        amp in AMP_MODES,
+        f"SOLVER.AMP must be one of {tuple(AMP_MODES)}, got {amp!r}{hint}",
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -15,25 +15,29 @@ from fad.runtime.checkpoint import (
     load_optimizer_state,
     rng_state,
 )
+from fad.runtime.precision import Precision
 from fad.solver import build_optimizer, build_scheduler
 
 
 @dataclass
 class TrainState:
-    """The model, its optimizer and lr schedule; `payload` / `load` are the checkpoint's view."""
+    """The model, its optimizer and lr schedule, and the precision (SOLVER.AMP, with the fp16 loss
+    scaler); `payload` / `load` are the checkpoint's view."""
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
+    precision: Precision = field(default_factory=Precision)
 
     @classmethod
     def build(cls, model: nn.Module, cfg: CN) -> TrainState:
         optimizer = build_optimizer(model.named_parameters(), cfg.SOLVER)
-        return cls(model, optimizer, build_scheduler(optimizer, cfg.SOLVER))
+        scheduler = build_scheduler(optimizer, cfg.SOLVER)
+        return cls(model, optimizer, scheduler, run_precision(model, cfg))
 
     def payload(self, iteration: int, meta: CheckpointMeta) -> dict[str, Any]:
-        """The checkpoint dict (tensors and plain data only)."""
-        return {
+        """The checkpoint dict (tensors and plain data only); `scaler` under fp16 only."""
+        payload = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -41,10 +45,20 @@ class TrainState:
             "rng": rng_state(),
             "meta": meta.to_dict(),
         }
+        if self.precision.scaling:
+            payload["scaler"] = self.precision.state_dict()
+        return payload
 
     def load(self, ckpt: dict[str, Any], source: str) -> int:
-        """Restore from a checkpoint (RNG states excepted); return its iteration."""
+        """Restore from a checkpoint (RNG states excepted); return its iteration. A fp16 run
+        resumed from a checkpoint without a scaler state starts a fresh scaler."""
         load_model_state(self.model, ckpt["model"], source)
         load_optimizer_state(self.optimizer, ckpt["optimizer"], source)
         self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.precision.load_state_dict(ckpt.get("scaler"))
         return int(ckpt["iteration"])
+
+
+def run_precision(model: nn.Module, cfg: CN) -> Precision:
+    """SOLVER.AMP on the device of `model`'s parameters."""
+    return Precision(cfg.SOLVER.AMP, next(model.parameters()).device)

@@ -25,7 +25,7 @@ from fad.engine.run import (
 from fad.engine.state import TrainState
 from fad.engine.step import WeightStep, prepare_batch
 from fad.engine.trained import checkpoint_meta
-from fad.modeling.build import build_detector
+from fad.modeling.build import apply_speed_paths, build_detector
 from fad.runtime.checkpoint import (
     CheckpointMeta,
     find_resume_point,
@@ -66,6 +66,7 @@ def run_training(
     resume = point.checkpoint
     model = build_detector(cfg, len(class_names), genotypes, load_weights=resume is None)
     model.to(ctx.device)
+    apply_speed_paths(model, cfg)
     state = TrainState.build(model, cfg)
     start_iter = 0
     if resume is not None:
@@ -102,7 +103,12 @@ def _train_iterations(
     net = wrap_ddp(state.model, ctx.device)
     net.train()
     weight_step = WeightStep(
-        net, state.optimizer, state.scheduler, ctx.device, clip_grad=cfg.SOLVER.CLIP_GRAD_NORM
+        net,
+        state.optimizer,
+        state.scheduler,
+        ctx.device,
+        clip_grad=cfg.SOLVER.CLIP_GRAD_NORM,
+        precision=state.precision,
     )
     seed, flip_prob = cfg.SEED + ctx.rank, cfg.INPUT.HORIZONTAL_FLIP_PROB_TRAIN
 

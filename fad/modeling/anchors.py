@@ -21,7 +21,7 @@ from torch import Tensor
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 
-from fad.modeling.locations import level_locations
+from fad.modeling.locations import coordinate_dtype, level_locations
 
 
 def octave_sizes(
@@ -89,5 +89,5 @@ class AnchorGrid(AnchorGenerator):
 
     def forward(self, images: ImageList, features: list[Tensor]) -> list[Tensor]:
         sizes = [tuple(f.shape[-2:]) for f in features]
-        grid = self.anchors(sizes, features[0].device, features[0].dtype)
+        grid = self.anchors(sizes, features[0].device, coordinate_dtype(features[0].dtype))
         return [grid for _ in images.image_sizes]

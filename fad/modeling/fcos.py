@@ -13,6 +13,7 @@ from torchvision.ops import batched_nms, clip_boxes_to_image
 
 from fad.modeling.locations import LocationGrid
 from fad.modeling.loss import decode_ltrb, fcos_losses, match_locations
+from fad.runtime.precision import in_float32
 
 
 class TrainTestTransform(GeneralizedRCNNTransform):
@@ -21,8 +22,11 @@ class TrainTestTransform(GeneralizedRCNNTransform):
     Training picks the shorter side uniformly from `train_min_sizes` (multi-scale); evaluation
     uses `test_min_size`. Switching the module to training or evaluation mode switches sizes.
     `to_bgr255` feeds the network BGR pixels in 0..255 (caffe2 weights, INPUT.TO_BGR255), then
-    normalised by `image_mean` / `image_std` given in that range.
+    normalised by `image_mean` / `image_std` given in that range. `memory_format` is the layout of
+    the batches it makes (`fad.modeling.speed.use_channels_last` sets channels_last).
     """
+
+    memory_format: torch.memory_format = torch.contiguous_format
 
     def __init__(
         self,
@@ -50,6 +54,11 @@ class TrainTestTransform(GeneralizedRCNNTransform):
         if self.to_bgr255:
             image = image[[2, 1, 0]] * 255
         return super().normalize(image)
+
+    def batch_images(self, images: list[Tensor], size_divisible: int = 32) -> Tensor:
+        """[N, 3, H, W] padded batch, in `memory_format`."""
+        batched = super().batch_images(images, size_divisible)
+        return batched.contiguous(memory_format=self.memory_format)
 
     def train(self, mode: bool = True) -> TrainTestTransform:
         self.min_size, self.max_size = self.train_sizes if mode else self.test_sizes
@@ -123,13 +132,15 @@ class FCOSDetector(FCOS):
         ]
         return fcos_losses(head_outputs, anchors, targets, matched, **self.loss_options)
 
+    @in_float32
     def postprocess_detections(
         self,
         head_outputs: dict[str, list[Tensor]],
         anchors: list[list[Tensor]],
         image_shapes: list[tuple[int, int]],
     ) -> list[dict[str, Tensor]]:
-        """Per image: candidates per level, decoded, then class-wise NMS (see the class doc)."""
+        """Per image: candidates per level, decoded, then class-wise NMS (see the class doc);
+        in float32, outside autocast."""
         detections = []
         for index, image_shape in enumerate(image_shapes):
             boxes, scores, labels = [], [], []

@@ -15,6 +15,13 @@ from torch import Tensor, nn
 from torchvision.models.detection.image_list import ImageList
 
 
+def coordinate_dtype(feature_dtype: torch.dtype) -> torch.dtype:
+    """The dtype of the locations for features of `feature_dtype`: float32 at least, since under
+    autocast the features are half precision, in which a coordinate is off by whole pixels
+    (bfloat16 holds the integers exactly only up to 256)."""
+    return torch.promote_types(feature_dtype, torch.float32)
+
+
 def level_locations(height: int, width: int, stride: int, device=None, dtype=None) -> Tensor:
     """[height * width, 2] (x, y) locations of one level, row-major, at k * s + s // 2."""
     dtype = dtype or torch.float32
@@ -49,5 +56,5 @@ class LocationGrid(nn.Module):
 
     def forward(self, images: ImageList, features: list[Tensor]) -> list[Tensor]:
         sizes = [tuple(f.shape[-2:]) for f in features]
-        grid = self.anchors(sizes, features[0].device, features[0].dtype)
+        grid = self.anchors(sizes, features[0].device, coordinate_dtype(features[0].dtype))
         return [grid for _ in images.image_sizes]

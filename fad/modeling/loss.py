@@ -24,6 +24,7 @@ from torch import Tensor
 from torchvision.ops import sigmoid_focal_loss
 
 from fad.runtime.distributed import mean_across_processes
+from fad.runtime.precision import in_float32
 
 INF = float("inf")
 IOU_LOSS_TYPES = ("iou", "linear_iou", "giou")  # MODEL.FCOS.IOU_LOSS_TYPE
@@ -125,6 +126,7 @@ def centerness_targets(ltrb: Tensor) -> Tensor:
     )
 
 
+@in_float32
 def fcos_losses(
     head_outputs: dict[str, Tensor],
     anchors: list[Tensor],
@@ -139,6 +141,7 @@ def fcos_losses(
     """`loss_cls`, `loss_reg`, `loss_centerness` for a batch (see module docstring).
 
     `head_outputs["bbox_regression"]` holds ltrb distances in the units of `norm_reg_targets`.
+    Computed in float32, outside autocast (half-precision head outputs are cast).
     """
     cls_logits = head_outputs["cls_logits"]  # [N, HW, K]
     regression = head_outputs["bbox_regression"]  # [N, HW, 4]

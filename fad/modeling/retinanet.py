@@ -13,6 +13,7 @@ from fad.modeling.anchors import AnchorGrid
 from fad.modeling.fcos import TrainTestTransform
 from fad.modeling.head import init_predictors
 from fad.modeling.retinanet_loss import BOX_CODER_WEIGHTS, match_anchors, retinanet_losses
+from fad.runtime.precision import in_float32
 
 
 def _flatten_anchors(x: Tensor, channels: int) -> Tensor:
@@ -136,13 +137,15 @@ class RetinaNetDetector(RetinaNet):
             head_outputs, anchors, targets, matched, self.box_coder, **self.loss_options
         )
 
+    @in_float32
     def postprocess_detections(
         self,
         head_outputs: dict[str, list[Tensor]],
         anchors: list[list[Tensor]],
         image_shapes: list[tuple[int, int]],
     ) -> list[dict[str, Tensor]]:
-        """torchvision's selection (see the class doc) on the reported classes, labels 1..K."""
+        """torchvision's selection (see the class doc) on the reported classes, labels 1..K;
+        in float32, outside autocast."""
         logits = [level[..., : self.reported_classes] for level in head_outputs["cls_logits"]]
         detections = super().postprocess_detections(
             {**head_outputs, "cls_logits": logits}, anchors, image_shapes

@@ -23,6 +23,8 @@ from torch.nn import functional as F
 from torchvision.models.detection._utils import BoxCoder, Matcher
 from torchvision.ops import box_iou, sigmoid_focal_loss
 
+from fad.runtime.precision import in_float32
+
 BOX_CODER_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # the original RetinaNet's BoxCoder
 
 
@@ -33,6 +35,7 @@ def match_anchors(matcher: Matcher, anchors: Tensor, gt_boxes: Tensor) -> Tensor
     return matcher(box_iou(gt_boxes, anchors))
 
 
+@in_float32
 def retinanet_losses(
     head_outputs: dict[str, Tensor],
     anchors: list[Tensor],
@@ -45,7 +48,8 @@ def retinanet_losses(
     bbox_reg_beta: float = 0.11,
     bbox_reg_weight: float = 4.0,
 ) -> dict[str, Tensor]:
-    """`loss_retina_cls`, `loss_retina_reg` of a batch (see the module doc; labels 1..K)."""
+    """`loss_retina_cls`, `loss_retina_reg` of a batch (see the module doc; labels 1..K), in
+    float32 outside autocast."""
     cls_logits = head_outputs["cls_logits"]  # [N, HWA, K]
     regression = head_outputs["bbox_regression"]  # [N, HWA, 4]
     matched = torch.stack(matched_idxs)  # [N, HWA]

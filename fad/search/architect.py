@@ -19,6 +19,14 @@ gradient and steps the alpha optimizer (Adam); it leaves the network's weights a
 
 In a distributed run the architect gets the unwrapped model; gradients are averaged over
 processes so that every rank takes the same alpha step.
+
+Mixed precision (SOLVER.AMP, a `Precision`): the forward passes of the alpha loss and of the
+virtual step run under autocast, and with fp16 their losses are scaled by S before
+differentiation (the weight gradients and v are divided by S again: S is a power of two, so
+exactly). The two finite-difference passes of H v run in float32 whatever the mode: in half
+precision w +- eps v rounds back to w for most weights and the difference would be rounding
+noise. The alphas, weights and optimizer states stay float32. Under fp16 the alpha gradient is
+handed to the shared loss scaler, which skips the Adam step when it is not finite.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from torch import Tensor, nn
 
 from fad.errors import FadError
 from fad.runtime.distributed import mean_across_processes
+from fad.runtime.precision import Precision
 from fad.search_space.towers import alphas as model_alphas
 
 Batch = Any  # whatever ``loss_fn`` accepts; for detectors (list of images, list of targets)
@@ -66,6 +75,8 @@ class Architect:
         first_order: first-order (default) or second-order (unrolled) alpha gradients.
         loss_fn: ``loss_fn(model, batch) -> scalar``; default: the detector's summed losses.
         fd_radius: the finite-difference step is ``fd_radius / ||v||`` (DARTS: 0.01).
+        precision: autocast and the fp16 loss scaler, shared with the weight step (whose
+            `update` ends each iteration); default float32.
     """
 
     def __init__(
@@ -77,8 +88,10 @@ class Architect:
         first_order: bool = True,
         loss_fn: LossFn = detection_loss,
         fd_radius: float = FD_RADIUS,
+        precision: Precision | None = None,
     ) -> None:
         self.model = model
+        self.precision = precision or Precision()
         self.alphas = model_alphas(model)
         if not self.alphas:
             raise FadError("architect: the model has no alphas (build it with MODEL.FAD.SEARCH)")
@@ -120,16 +133,22 @@ class Architect:
                 for buffer, value in saved:
                     buffer.copy_(value)
 
+    def _loss(self, batch: Batch) -> Tensor:
+        """The loss of ``batch`` at the current weights, forward under autocast."""
+        with self.precision.autocast():
+            return self.loss_fn(self.model, batch)
+
     def backward(self, alpha_batch: Batch, weight_batch: Batch | None = None) -> Tensor:
-        """Set ``alpha.grad`` for every alpha; return the alpha batch's loss (detached; at the
-        virtual weights w' in the second-order step).
+        """Set ``alpha.grad`` for every alpha (times the loss scale under fp16: `step` unscales
+        it); return the alpha batch's loss (detached; at the virtual weights w' in the
+        second-order step).
 
         ``weight_batch`` is needed by the second-order step only.
         """
         with self._preserve_buffers():
             if self.first_order:
-                loss = self.loss_fn(self.model, alpha_batch)
-                grads = _grads(loss, self.alphas)
+                loss = self._loss(alpha_batch)
+                grads = _grads(self.precision.scale(loss), self.alphas)
             else:
                 if weight_batch is None:
                     raise FadError("architect: the second-order step needs the weight batch")
@@ -148,9 +167,10 @@ class Architect:
         """One alpha update; ``check(loss, grad_norm)`` may stop it before the optimizer step."""
         self.alpha_optimizer.zero_grad(set_to_none=True)
         loss = self.backward(alpha_batch, weight_batch)
+        self.precision.unscale_(self.alpha_optimizer)
         if check is not None:
             check(loss, self.grad_norm())
-        self.alpha_optimizer.step()
+        self.precision.step(self.alpha_optimizer)
         self.alpha_optimizer.zero_grad(set_to_none=True)
         return loss
 
@@ -165,22 +185,23 @@ class Architect:
         params = [p for p, _ in pairs]
         saved = [p.detach().clone() for p in params]
         rng_weight_batch = torch.get_rng_state()
-        weight_loss = self.loss_fn(self.model, weight_batch)
-        weight_grads = mean_across_processes(_grads(weight_loss, params))
+        scale = self.precision.loss_scale()  # S (1 unless fp16)
+        weight_loss = self.precision.scale(self._loss(weight_batch))
+        weight_grads = mean_across_processes([g / scale for g in _grads(weight_loss, params)])
         try:
             self._virtual_sgd_step(pairs, weight_grads)
-            loss = self.loss_fn(self.model, alpha_batch)
-            found = _grads(loss, [*self.alphas, *params])
+            loss = self._loss(alpha_batch)
+            found = _grads(self.precision.scale(loss), [*self.alphas, *params])
             rng_after = torch.get_rng_state()
-            direct = found[: len(self.alphas)]
+            direct = found[: len(self.alphas)]  # times S
             at_virtual = mean_across_processes(found[len(self.alphas) :])
-            v = [g * group["lr"] for g, (_, group) in zip(at_virtual, pairs, strict=True)]
+            v = [g * (group["lr"] / scale) for g, (_, group) in zip(at_virtual, pairs, strict=True)]
             self._restore(params, saved)
             hvp = self.hessian_vector_product(v, weight_batch, rng_weight_batch)
             torch.set_rng_state(rng_after)
         finally:
             self._restore(params, saved)
-        return loss, [d - h for d, h in zip(direct, hvp, strict=True)]
+        return loss, [d - scale * h for d, h in zip(direct, hvp, strict=True)]  # both times S
 
     def _virtual_sgd_step(
         self, pairs: list[tuple[Tensor, dict[str, Any]]], grads: list[Tensor]
@@ -202,8 +223,8 @@ class Architect:
         """(d^2 L_weight / dalpha dw) v by central differences around the current weights.
 
         ``v`` is one tensor per parameter of the parameters' optimizer (in its order); both forward
-        passes start from ``rng_state`` (default: the current torch RNG state). The parameters are
-        restored exactly afterwards.
+        passes start from ``rng_state`` (default: the current torch RNG state) and run in float32,
+        outside autocast. The parameters are restored exactly afterwards.
         """
         params = [p for p, _ in self._param_groups()]
         norm = float(_global_norm(v))
@@ -219,7 +240,9 @@ class Architect:
                     for p, w, d in zip(params, saved, v, strict=True):
                         p.copy_(w + sign * eps * d)
                 torch.set_rng_state(rng_state)
-                sides.append(_grads(self.loss_fn(self.model, weight_batch), self.alphas))
+                with self.precision.float32():  # the backward too: its ops would autocast
+                    loss = self.loss_fn(self.model, weight_batch)
+                    sides.append(_grads(loss, self.alphas))
         finally:
             self._restore(params, saved)
         return [(pos - neg) / (2 * eps) for pos, neg in zip(*sides, strict=True)]

@@ -30,7 +30,7 @@ from fad.engine.run import (
 )
 from fad.engine.trained import checkpoint_meta
 from fad.errors import FadError
-from fad.modeling.build import build_detector
+from fad.modeling.build import apply_speed_paths, build_detector
 from fad.runtime.checkpoint import (
     ResumePoint,
     find_resume_point,
@@ -96,6 +96,7 @@ def run_search(
     class_names = list(datasets[0].class_names)
     model = build_detector(cfg, len(class_names), None, load_weights=point.checkpoint is None)
     model.to(ctx.device)
+    apply_speed_paths(model, cfg)
     current_genotypes(model)  # both towers searched, before any heavy work
     state = SearchState.build(model, cfg)
     start_iter = 0
@@ -179,7 +180,11 @@ def _search_iterations(
     net = wrap_ddp(model, ctx.device)
     net.train()
     architect = Architect(
-        model, state.alpha_optimizer, state.optimizer, first_order=cfg.SOLVER.SEARCH.FIRST_ORDER
+        model,
+        state.alpha_optimizer,
+        state.optimizer,
+        first_order=cfg.SOLVER.SEARCH.FIRST_ORDER,
+        precision=state.precision,
     )
     writer = open_tensorboard(ctx, use_tensorboard)
     monitor = AlphaMonitor(

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from yacs.config import CfgNode as CN
 
-from fad.engine.state import TrainState
+from fad.engine.state import TrainState, run_precision
 from fad.runtime.checkpoint import CheckpointMeta
 from fad.search.history import AlphaHistory
 from fad.search_space.towers import alphas, named_alphas
@@ -43,7 +43,8 @@ def build_alpha_optimizer(model: nn.Module, search: CN) -> torch.optim.Adam:
 
 @dataclass
 class SearchState(TrainState):
-    """Everything a search checkpoint holds, besides the iteration and RNG states."""
+    """Everything a search checkpoint holds, besides the iteration and RNG states; one loss
+    scaler (fp16) serves the alpha and the weight step."""
 
     alpha_optimizer: torch.optim.Optimizer | None = None
     history: AlphaHistory | None = None
@@ -55,6 +56,7 @@ class SearchState(TrainState):
             model,
             optimizer,
             build_scheduler(optimizer, cfg.SOLVER),
+            run_precision(model, cfg),
             build_alpha_optimizer(model, cfg.SOLVER.SEARCH),
             AlphaHistory.for_model(model),
         )

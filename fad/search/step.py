@@ -10,7 +10,13 @@ import torch
 from torch import Tensor, nn
 
 from fad.engine.loop import Step
-from fad.engine.step import WeightStep, check_finite, check_finite_params, prepare_batch
+from fad.engine.step import (
+    WeightStep,
+    check_finite,
+    check_finite_params,
+    check_grad_norm,
+    prepare_batch,
+)
 from fad.search.architect import Architect
 from fad.search.history import AlphaHistory, mean_entropy
 from fad.search.streams import ALPHA_SEED_OFFSET
@@ -43,17 +49,22 @@ def make_search_step(
     clipping leaving out alphas that SOLVER.SEARCH.ALPHAS_IN_WEIGHT_STEP put in the optimizer,
     as the released code); non-finite losses or gradient norms stop the run before the
     corresponding optimizer step, and alphas or weights made non-finite by a step stop it before
-    anything saves them.
+    anything saves them. Both steps share the architect's precision (SOLVER.AMP): under fp16 a
+    non-finite gradient norm makes the loss scaler skip that step (`fad.engine.step`).
     """
     alpha_ids = {id(a) for a in architect.alphas}
     params = [p for g in optimizer.param_groups for p in g["params"] if id(p) not in alpha_ids]
-    weight_step = WeightStep(net, optimizer, scheduler, device, clip_grad=clip_grad, clipped=params)
+    precision = architect.precision
+    weight_step = WeightStep(
+        net, optimizer, scheduler, device, clip_grad=clip_grad, clipped=params, precision=precision
+    )
     named = named_alphas(architect.model)
 
     def check_alpha(iteration: int) -> Callable[[Tensor, Tensor], None]:
         def check(loss: Tensor, norm: Tensor) -> None:
             check_finite(iteration, {"loss_alpha": loss}, device, what="alpha loss")
-            check_finite(iteration, {"alpha_grad_norm": norm}, device, what="alpha gradient norm")
+            norms = {"alpha_grad_norm": norm}
+            check_grad_norm(iteration, norms, device, precision, "alpha gradient norm")
 
         return check
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from fad.search_space import kernels, recompute
 from fad.search_space.genotype import INPUT_NODES, Genotype, validate_genotype
 from fad.search_space.ops import ConvUnit, build_op
 from fad.search_space.repshare import build_mixed_op
@@ -34,6 +35,16 @@ def _pointwise(in_channels: int, out_channels: int, bias: bool) -> nn.Module:
     return nn.Conv2d(in_channels, out_channels, 1, bias=bias)
 
 
+def _preprocess(preprocess: nn.ModuleList, s0: Tensor, s1: Tensor) -> list[Tensor]:
+    """The two cell inputs at the node width, NCHW (fast kernels)."""
+    states = []
+    for pre, s in zip(preprocess, (s0, s1), strict=True):
+        if isinstance(pre, ConvUnit):
+            s = kernels.gn_relu(kernels.pointwise(s, pre.body), pre.norm)
+        states.append(s)
+    return states
+
+
 def fixed_edge(op_name: str, node_channels: int, edge_channels: int) -> nn.Sequential:
     """A fixed edge: [N, W, H, W'] -> 1x1 (bias) -> op on C channels -> 1x1 (bias) -> same."""
     return nn.Sequential(
@@ -43,8 +54,18 @@ def fixed_edge(op_name: str, node_channels: int, edge_channels: int) -> nn.Seque
     )
 
 
+def _fixed_edge(edge: nn.Sequential, x: Tensor) -> Tensor:
+    """A ``fixed_edge`` on the fast kernels: [N, W, H, W'] -> NCHW [N, W, H, W']."""
+    narrow, op, widen = edge
+    with recompute.cheap_recompute():
+        x = kernels.pointwise(x, narrow)
+        for unit in op:
+            x = kernels.conv_unit(unit, x)
+        return kernels.pointwise(x, widen)
+
+
 class SearchEdge(nn.Module):
-    """A search edge: [N, W, H, W'], op weights [n_ops] -> [N, W, H, W']."""
+    """A search edge: [N, W, H, W'], op weights [n_ops] -> [N, W, H, W'] (plain modules)."""
 
     def __init__(
         self, op_names: Sequence[str], node_channels: int, edge_channels: int, repshare: bool
@@ -56,6 +77,15 @@ class SearchEdge(nn.Module):
 
     def forward(self, x: Tensor, weights: Tensor) -> Tensor:
         return self.widen(self.mixed(self.narrow(x), weights))
+
+
+class RepShareEdge(SearchEdge):
+    """A RepShare search edge on the fast kernels (``kernels``, ``recompute``): NCHW out."""
+
+    def forward(self, x: Tensor, weights: Tensor) -> Tensor:
+        with recompute.cheap_recompute():
+            mixed = self.mixed(kernels.pointwise(x, self.narrow), weights)
+            return kernels.pointwise(mixed, self.widen)
 
 
 class SearchCell(nn.Module):
@@ -72,9 +102,10 @@ class SearchCell(nn.Module):
     ) -> None:
         super().__init__()
         self.preprocess = nn.ModuleList(preprocess(c, node_channels) for c in in_channels)
+        edge = RepShareEdge if repshare else SearchEdge
         self.nodes = nn.ModuleList(
             nn.ModuleList(
-                SearchEdge(op_names, node_channels, edge_channels, repshare)
+                edge(op_names, node_channels, edge_channels, repshare)
                 for _ in range(INPUT_NODES + k)
             )
             for k in range(num_nodes)
@@ -83,7 +114,7 @@ class SearchCell(nn.Module):
 
     def forward(self, s0: Tensor, s1: Tensor, weights: Sequence[Tensor]) -> Tensor:
         """``weights[k]``: [2 + k, n_ops], the softmaxed alphas of node k."""
-        states = [pre(s) for pre, s in zip(self.preprocess, (s0, s1), strict=True)]
+        states = _preprocess(self.preprocess, s0, s1)
         for edges, node_weights in zip(self.nodes, weights, strict=True):
             states.append(sum(e(s, w) for e, s, w in zip(edges, states, node_weights, strict=True)))
         return torch.cat(states[INPUT_NODES:], dim=1)
@@ -112,7 +143,9 @@ class FixedCell(nn.Module):
         self.out_channels = len(self.concat) * node_channels
 
     def forward(self, s0: Tensor, s1: Tensor) -> Tensor:
-        states = [pre(s) for pre, s in zip(self.preprocess, (s0, s1), strict=True)]
+        states = _preprocess(self.preprocess, s0, s1)
         for edges, inputs in zip(self.nodes, self.inputs, strict=True):
-            states.append(sum(edge(states[i]) for edge, i in zip(edges, inputs, strict=True)))
+            states.append(
+                sum(_fixed_edge(e, states[i]) for e, i in zip(edges, inputs, strict=True))
+            )
         return torch.cat([states[i] for i in self.concat], dim=1)

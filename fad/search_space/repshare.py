@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from fad.errors import FadError
+from fad.search_space import kernels
 from fad.search_space.ops import NONE, OpSpec, build_op, check_op_names, conv_unit, op_spec
 
 
@@ -40,18 +41,46 @@ class RepShareStack(nn.Module):
         )
 
     def shared_results(self, x: Tensor) -> list[Tensor]:
-        """Each op's result before decoupling: [N, C, H, W] -> one [N, C, H, W] per spec."""
+        """Each op's result before decoupling: NCHW [N, C, H, W] -> one per spec (``kernels``)."""
         raw = []
+        x = x.contiguous()
         for conv in self.convs:
-            x = conv(x)
+            x = kernels.conv_unit(conv, x)
             raw.append(x)
         return [
-            suffix(raw[s.depth - 1]) for suffix, s in zip(self.suffixes, self.specs, strict=True)
+            kernels.conv_unit(suffix, raw[s.depth - 1]) if s.suffix else raw[s.depth - 1]
+            for suffix, s in zip(self.suffixes, self.specs, strict=True)
         ]
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        """[N, C, H, W] -> one decoupled [N, C, H, W] result per spec."""
-        return [dec(r) for dec, r in zip(self.decouple, self.shared_results(x), strict=True)]
+        """NCHW [N, C, H, W] -> one decoupled [N, C, H, W] result per spec."""
+        results = self.shared_results(x)
+        return [kernels.pointwise(r, d) for d, r in zip(self.decouple, results, strict=True)]
+
+
+def mix(
+    results: Sequence[Tensor],
+    weights: Tensor,
+    columns: Sequence[int],
+    decouple: Sequence[nn.Module],
+) -> Tensor:
+    """sum_k weights[columns[k]] * decouple[k](results[k]); a decouple is a 1x1 conv or identity.
+
+    results: NCHW [N, C, H, W] each; weights: [n_ops]. Returns NCHW [N, C, H, W]. The 1x1 convs
+    are matrix products with weight w * D accumulated in place into one buffer, then the
+    identity terms are added in place: no per-op output and no separate weighting pass.
+    """
+    if kernels.plain(results[0]):  # autocast: the modules, which it casts
+        return _weighted_sum([dec(r) for dec, r in zip(decouple, results)], weights, columns)
+    total = None
+    for col, result, dec in zip(columns, results, decouple):
+        if isinstance(dec, nn.Conv2d):
+            total = kernels.channel_mix(dec.weight.flatten(1) * weights[col], result, total)
+    for col, result, dec in zip(columns, results, decouple):
+        if not isinstance(dec, nn.Conv2d):
+            w = weights[col]
+            total = result * w if total is None else total.addcmul_(result, w)
+    return total
 
 
 def _weighted_sum(outputs: Sequence[Tensor], weights: Tensor, columns: Sequence[int]) -> Tensor:
@@ -80,8 +109,10 @@ class RepShareMixedOp(nn.Module):
         self.columns = [column for group in by_base.values() for column, _ in group]
 
     def forward(self, x: Tensor, weights: Tensor) -> Tensor:
-        outputs = [out for stack in self.stacks for out in stack(x)]
-        return _weighted_sum(outputs, weights, self.columns)
+        """NCHW [N, C, H, W], weights [n_ops] -> NCHW [N, C, H, W] (``kernels``)."""
+        results = [r for stack in self.stacks for r in stack.shared_results(x)]
+        decouple = [dec for stack in self.stacks for dec in stack.decouple]
+        return mix(results, weights, self.columns, decouple)
 
 
 class NaiveMixedOp(nn.Module):

@@ -42,17 +42,23 @@ def loss_fn(model: nn.Module, batch) -> torch.Tensor:
     return ((model(x) - y) ** 2).mean()
 
 
-def _batch(seed: int):
+def _batch(seed: int, dtype: torch.dtype = torch.float64):
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(2, 3, 4, 4, generator=g, dtype=torch.float64)
-    return x, torch.randn(2, 2, 4, 4, generator=g, dtype=torch.float64)
+    x = torch.randn(2, 3, 4, 4, generator=g, dtype=dtype)
+    return x, torch.randn(2, 2, 4, 4, generator=g, dtype=dtype)
 
 
-def _setup(first_order: bool, momentum_step: bool = True, fd_radius: float = 1e-5):
-    """A tiny float64 net and its architect. DARTS's finite-difference radius (0.01) is coarse
-    for a net this small (ReLU kinks), so the exactness checks use a smaller one."""
+def _setup(
+    first_order: bool,
+    momentum_step: bool = True,
+    fd_radius: float = 1e-5,
+    dtype: torch.dtype = torch.float64,
+    **architect_options,
+):
+    """A tiny net (float64 by default) and its architect. DARTS's finite-difference radius
+    (0.01) is coarse for a net this small (ReLU kinks), so the exactness checks use a smaller one."""
     torch.manual_seed(0)
-    model = TinyNet().double().train()
+    model = TinyNet().to(dtype).train()
     with torch.no_grad():  # alphas far from uniform, so gradients are not tiny
         for alpha in alphas(model):
             alpha.normal_(std=0.5)
@@ -66,7 +72,7 @@ def _setup(first_order: bool, momentum_step: bool = True, fd_radius: float = 1e-
     )
     if momentum_step:  # fill the momentum buffers, as after a real weight step
         optimizer.zero_grad()
-        loss_fn(model, _batch(9)).backward()
+        loss_fn(model, _batch(9, dtype)).backward()
         optimizer.step()
     alpha_optimizer = torch.optim.Adam(alphas(model), lr=0.01, betas=(0.5, 0.999))
     architect = Architect(
@@ -76,6 +82,7 @@ def _setup(first_order: bool, momentum_step: bool = True, fd_radius: float = 1e-
         first_order=first_order,
         loss_fn=loss_fn,
         fd_radius=fd_radius,
+        **architect_options,
     )
     return model, optimizer, architect
 
@@ -223,16 +230,21 @@ class TinyDetector(TinyNet):
         return {"loss_mse": ((out - torch.stack([t["y"] for t in targets])) ** 2).mean()}
 
 
-def _detector_setup(clip_grad: float = 20.0, warmup_iters: int = 0):
+def _detector_setup(
+    clip_grad: float = 20.0,
+    warmup_iters: int = 0,
+    dtype: torch.dtype = torch.float64,
+    **architect_options,
+):
     torch.manual_seed(0)
-    model = TinyDetector().double().train()
+    model = TinyDetector().to(dtype).train()
     alpha_ids = {id(a) for a in alphas(model)}
     optimizer = torch.optim.SGD(
         [p for p in model.parameters() if id(p) not in alpha_ids], lr=0.1, momentum=0.9
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: 1.0)
     alpha_optimizer = torch.optim.Adam(alphas(model), lr=0.01)
-    architect = Architect(model, alpha_optimizer, optimizer)
+    architect = Architect(model, alpha_optimizer, optimizer, **architect_options)
     calls = []
     step = make_search_step(
         model,
@@ -249,8 +261,8 @@ def _detector_setup(clip_grad: float = 20.0, warmup_iters: int = 0):
     return model, step, calls
 
 
-def _detector_batch(seed: int, poison: bool = False):
-    x, y = _batch(seed)
+def _detector_batch(seed: int, poison: bool = False, dtype: torch.dtype = torch.float64):
+    x, y = _batch(seed, dtype)
     if poison:
         y = y * math.nan
     return list(x), [{"y": t} for t in y]
