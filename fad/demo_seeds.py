@@ -188,21 +188,21 @@ def run_seed_study(out_dir: str | Path, opts: Sequence[str], seeds: Sequence[int
     single = read_json(out / REPORT_JSON)  # a plain `fad demo` run into the same folder
     for seed in seeds:
         seed_dir = out / f"seed_{seed}"
-        report = read_json(seed_dir / REPORT_JSON)
+        source = seed_dir / REPORT_JSON
+        report = read_json(source)
         if report is None and single is not None and single.get("seed") == seed:
             if single.get("opts") == list(opts):
-                log.info("seed study: seed %d is the demo run in %s, reading it", seed, out)
-                report = single
+                source, report = out / REPORT_JSON, single
         if report is not None and report.get("opts") != list(opts):
             raise FadError(
-                f"{seed_dir / REPORT_JSON} was made with the overrides {report.get('opts')}, "
+                f"{source} was made with the overrides {report.get('opts')}, "
                 f"not {list(opts)}; pick another --out for this study"
             )
         if report is None:
             log.info("seed study: seed %d -> %s", seed, seed_dir)
             report = run_demo(seed_dir, opts, seed=seed, backbone_root=out)
         else:
-            log.info("seed study: seed %d already done, reading %s", seed, seed_dir / REPORT_JSON)
+            log.info("seed study: seed %d already done, reading %s", seed, source)
         reports[seed] = report
     summary = summarize(reports)
     atomic_write_text(out / STUDY_JSON, json.dumps(summary, indent=1) + "\n")
