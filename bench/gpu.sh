@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The benchmarks on a CUDA machine, in one go (for `device` runs, or any GPU box with torch):
+#   bash bench/gpu.sh OUT_DIR
+# Installs wheels from .whl/ first when that folder exists (machines without a package index).
+set -u
+out=${1:-bench_out}
+mkdir -p "$out"
+if [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+fi
+export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$out/gpu.txt"
+timeout 60 python3 bench/supernet.py --device cuda --repeats 10 --warmup 3 2>&1 | tee "$out/supernet.txt"
+timeout 60 python3 bench/search_iteration.py --device cuda --repeats 10 --warmup 3 2>&1 | tee "$out/search_iteration.txt"
+timeout 60 python3 bench/inference.py --device cuda --repeats 10 --warmup 3 2>&1 | tee "$out/inference.txt"
