@@ -31,7 +31,7 @@ from fad.search.step import make_search_step
 from fad.solver import build_optimizer, build_scheduler
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "shapes" / "search_fad_R_18_FPN.yaml"
-NUM_CLASSES = 5
+NUM_CLASSES = 3  # the easy shapes level, as the config (NUM_CLASSES 4 with the background)
 TRAIN = "train (standard FCOS head)"
 SUPERNET = "train the RepShare supernet (no alpha step)"
 # variant -> (iteration kind, config overrides on top of the search config)
@@ -60,7 +60,9 @@ def synthetic_batch(args: argparse.Namespace, seed: int):
 def build_step(args: argparse.Namespace, kind: str, overrides: list[str]) -> Callable[[int], None]:
     """A closure running one iteration (``kind`` "train" or "search") at iteration i."""
     size = ["INPUT.MIN_SIZE_TRAIN", f"({args.size},)", "INPUT.MAX_SIZE_TRAIN", str(args.size)]
-    cfg = load_config(str(CONFIG), [*size, "MODEL.DEVICE", args.device, *overrides])
+    every_step = ["SOLVER.SEARCH.WARMUP_ITERS", "0"]  # the alphas move from the first iteration
+    opts = [*size, "MODEL.DEVICE", args.device, *every_step, *overrides]
+    cfg = load_config(str(CONFIG), opts)
     device = torch.device(args.device)
     model = build_detector(cfg, NUM_CLASSES, load_weights=False).to(device).train()
     batches = (synthetic_batch(args, 1), synthetic_batch(args, 2))

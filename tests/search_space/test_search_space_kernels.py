@@ -148,3 +148,11 @@ def test_state_dict_keys_and_shapes_are_unchanged() -> None:
     for digest, cell in cells.items():
         pairs = [(k, tuple(v.shape)) for k, v in cell.state_dict().items()]
         assert hashlib.md5(str(pairs).encode()).hexdigest() == digest
+
+
+def test_the_kernels_take_float32_cpu_tensors_outside_autocast_only():
+    x = torch.zeros(1, 2, 3, 3)
+    assert not kernels.plain(x) and not kernels.plain(x.to("meta"))
+    assert kernels.plain(x.to(torch.bfloat16)) and kernels.plain(x.double())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert kernels.plain(x)
