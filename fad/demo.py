@@ -81,9 +81,12 @@ def read_json(path: Path) -> dict[str, Any] | None:
 def pretrain_backbone(root: Path, opts: Sequence[str]) -> dict[str, Any]:
     """Stage 0 into `root/backbone`, or its record when a finished one is there.
 
-    A backbone made with other overrides is refused (a FadError), never silently reused.
+    A backbone made with other overrides or another resolved config (e.g. by an earlier fad
+    version) is refused (a FadError), never silently reused.
     """
     folder = root / "backbone"
+    overrides = [*opts, "SEED", str(BACKBONE_SEED), "OUTPUT_DIR", str(folder)]
+    cfg = load_config(packaged_config(CONFIGS["backbone"]), overrides)
     record = read_json(folder / BACKBONE_JSON)
     if record is not None:
         if record.get("opts") != list(opts):
@@ -91,14 +94,20 @@ def pretrain_backbone(root: Path, opts: Sequence[str]) -> dict[str, Any]:
                 f"{folder / BACKBONE_JSON} was made with the overrides {record.get('opts')}, "
                 f"not {list(opts)}; pick another --out"
             )
+        if record.get("config") != cfg.dump():
+            raise FadError(
+                f"{folder / BACKBONE_JSON} was made with another stage-0 config than "
+                f"{CONFIGS['backbone']} resolves to now (another fad version?); pick another "
+                "--out or remove that folder"
+            )
         log.info("demo 0/4: reusing the pretrained backbone in %s", folder)
         return record
     log.info("demo 0/4: pretraining the backbone (FCOS, standard head, from scratch)")
     t0 = time.perf_counter()
-    overrides = [*opts, "SEED", str(BACKBONE_SEED), "OUTPUT_DIR", str(folder)]
-    result = run_training(load_config(packaged_config(CONFIGS["backbone"]), overrides))
+    result = run_training(cfg)
     record = {
         "opts": list(opts),
+        "config": cfg.dump(),
         "weights": str(folder / "model_final.pth"),
         "coco": _first_report(result),
         "seconds": time.perf_counter() - t0,

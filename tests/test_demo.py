@@ -33,3 +33,25 @@ def test_demo_runs_the_whole_pipeline(tiny_opts, tmp_path, capsys):
     saved = json.loads((out / "demo_report.json").read_text())
     assert saved["seed"] == 0 and set(saved["rows"]) == {FCOS_ROW, FAD_ROW}
     assert 0.0 <= saved["rows"][FAD_ROW]["AP"] <= 1.0 and saved["search_seconds"] > 0
+
+
+def test_a_stored_backbone_is_reused_only_with_the_same_resolved_config(tmp_path, monkeypatch):
+    from fad.config import load_config
+    from fad.demo import BACKBONE_JSON, BACKBONE_SEED, CONFIGS, packaged_config, pretrain_backbone
+    from fad.errors import FadError
+
+    monkeypatch.setattr("fad.demo.run_training", lambda cfg: pytest.fail("trained again"))
+    folder = tmp_path / "backbone"
+    folder.mkdir()
+    overrides = ["SEED", str(BACKBONE_SEED), "OUTPUT_DIR", str(folder)]
+    config = load_config(packaged_config(CONFIGS["backbone"]), overrides).dump()
+    record = {"opts": [], "config": config, "weights": "w.pth", "coco": {}, "seconds": 1.0}
+    (folder / BACKBONE_JSON).write_text(json.dumps(record))
+    assert pretrain_backbone(tmp_path, [])["weights"] == "w.pth"
+    stale = {**record, "config": config.replace("MAX_ITER: 300", "MAX_ITER: 600")}
+    assert stale != record
+    (folder / BACKBONE_JSON).write_text(json.dumps(stale))
+    with pytest.raises(FadError, match="another stage-0 config"):
+        pretrain_backbone(tmp_path, [])
+    with pytest.raises(FadError, match="with the overrides"):
+        pretrain_backbone(tmp_path, ["SOLVER.MAX_ITER", "5"])
