@@ -21,6 +21,9 @@ The meta device (FLOP counting) takes the kernels' path.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -34,9 +37,25 @@ CHANNELS_LAST, NCHW = torch.channels_last, torch.contiguous_format
 NHWC_MIN_NUMEL = 1 << 14  # from about this size, channels-last depthwise convs pay off
 
 
+_DISABLED = threading.local()
+
+
+@contextlib.contextmanager
+def disabled() -> Iterator[None]:
+    """Within it (this thread), every cell runs its plain modules: for side-by-side comparisons."""
+    before = getattr(_DISABLED, "on", False)
+    _DISABLED.on = True
+    try:
+        yield
+    finally:
+        _DISABLED.on = before
+
+
 def plain(x: Tensor) -> bool:
     """Whether ``x`` should go through the plain modules: it is not a float32 CPU (or meta)
-    tensor, or autocast is on."""
+    tensor, autocast is on, or the kernels are ``disabled()``."""
+    if getattr(_DISABLED, "on", False):
+        return True
     kind = x.device.type
     if x.dtype != torch.float32 or kind not in ("cpu", "meta"):
         return True

@@ -156,3 +156,6 @@ def test_the_kernels_take_float32_cpu_tensors_outside_autocast_only():
     assert kernels.plain(x.to(torch.bfloat16)) and kernels.plain(x.double())
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert kernels.plain(x)
+    with kernels.disabled():
+        assert kernels.plain(x)
+    assert not kernels.plain(x)
