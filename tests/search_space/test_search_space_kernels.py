@@ -150,7 +150,7 @@ def test_state_dict_keys_and_shapes_are_unchanged() -> None:
         assert hashlib.md5(str(pairs).encode()).hexdigest() == digest
 
 
-def test_the_kernels_take_float32_cpu_tensors_outside_autocast_only():
+def test_the_kernels_take_float32_cpu_tensors_with_gradients_outside_autocast_only():
     x = torch.zeros(1, 2, 3, 3)
     assert not kernels.plain(x) and not kernels.plain(x.to("meta"))
     assert kernels.plain(x.to(torch.bfloat16)) and kernels.plain(x.double())
@@ -159,3 +159,5 @@ def test_the_kernels_take_float32_cpu_tensors_outside_autocast_only():
     with kernels.disabled():
         assert kernels.plain(x)
     assert not kernels.plain(x)
+    with torch.no_grad():  # inference: the modules were faster
+        assert kernels.plain(x) and not kernels.plain(x.to("meta"))
