@@ -188,6 +188,11 @@ def export_detector(
     check_destination(weights, out, fmt)
     trained = TrainedModel.read(weights)
     cfg = trained.config()
+    if cfg.MODEL.RETINANET_ON:
+        raise FadError(
+            f"{weights} is a RetinaNet (MODEL.RETINANET_ON): fad export writes FCOS detectors "
+            "only so far; use the weights file with fad predict or fad.load"
+        )
     size = size or (cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
     samples = sample_images(size, check_images)
     detector = trained.build(cfg)

@@ -236,3 +236,18 @@ def test_an_onnx_file_not_from_fad_export_is_a_clear_error(tmp_path):
     garbage.write_bytes(b"not a protobuf")
     with pytest.raises(FadError, match=r"garbage.onnx is not a valid ONNX model"):
         ExportedDetector.open(garbage)
+
+
+def test_a_retinanet_is_refused_in_one_line_before_any_work(shapes_config, tmp_path, capsys):
+    retinanet = shapes_config.parent / "retinanet_R_18_FPN.yaml"
+    cfg = load_config(retinanet, [*SMALL])
+    model = build_detector(cfg, len(NAMES), load_weights=False)
+    meta = checkpoint_meta(cfg, NAMES, None, "train", IDS)
+    path = save_checkpoint(
+        tmp_path, "model_final.pth", {"model": model.state_dict(), "meta": meta.to_dict()}
+    )
+    out = tmp_path / "r.onnx"
+    assert main(["export", str(path), "--format", "onnx", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "is a RetinaNet (MODEL.RETINANET_ON)" in err and err.count("\n") == 1
+    assert not out.exists()
