@@ -75,16 +75,16 @@ class SearchEdge(nn.Module):
         self.mixed = build_mixed_op(op_names, edge_channels, repshare)
         self.widen = _pointwise(edge_channels, node_channels, bias=False)
 
-    def forward(self, x: Tensor, weights: Tensor) -> Tensor:
-        return self.widen(self.mixed(self.narrow(x), weights))
+    def forward(self, x: Tensor, op_weights: Tensor) -> Tensor:
+        return self.widen(self.mixed(self.narrow(x), op_weights))
 
 
 class RepShareEdge(SearchEdge):
     """A RepShare search edge on the fast kernels (``kernels``, ``recompute``): NCHW out."""
 
-    def forward(self, x: Tensor, weights: Tensor) -> Tensor:
+    def forward(self, x: Tensor, op_weights: Tensor) -> Tensor:
         with recompute.cheap_recompute():
-            mixed = self.mixed(kernels.pointwise(x, self.narrow), weights)
+            mixed = self.mixed(kernels.pointwise(x, self.narrow), op_weights)
             return kernels.pointwise(mixed, self.widen)
 
 
@@ -112,10 +112,10 @@ class SearchCell(nn.Module):
         )
         self.out_channels = num_nodes * node_channels
 
-    def forward(self, s0: Tensor, s1: Tensor, weights: Sequence[Tensor]) -> Tensor:
-        """``weights[k]``: [2 + k, n_ops], the softmaxed alphas of node k."""
+    def forward(self, s0: Tensor, s1: Tensor, op_weights: Sequence[Tensor]) -> Tensor:
+        """``op_weights[k]``: [2 + k, n_ops], the softmaxed alphas of node k."""
         states = _preprocess(self.preprocess, s0, s1)
-        for edges, node_weights in zip(self.nodes, weights, strict=True):
+        for edges, node_weights in zip(self.nodes, op_weights, strict=True):
             states.append(sum(e(s, w) for e, s, w in zip(edges, states, node_weights, strict=True)))
         return torch.cat(states[INPUT_NODES:], dim=1)
 

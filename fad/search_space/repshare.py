@@ -60,39 +60,39 @@ class RepShareStack(nn.Module):
 
 def mix(
     results: Sequence[Tensor],
-    weights: Tensor,
+    op_weights: Tensor,
     columns: Sequence[int],
     decouple: Sequence[nn.Module],
 ) -> Tensor:
-    """sum_k weights[columns[k]] * decouple[k](results[k]); a decouple is a 1x1 conv or identity.
+    """sum_k op_weights[columns[k]] * decouple[k](results[k]); a decouple is a 1x1 conv or identity.
 
-    results: NCHW [N, C, H, W] each; weights: [n_ops]. Returns NCHW [N, C, H, W]. The 1x1 convs
+    results: NCHW [N, C, H, W] each; op_weights: [n_ops]. Returns NCHW [N, C, H, W]. The 1x1 convs
     are matrix products with weight w * D accumulated in place into one buffer, then the
     identity terms are added in place: no per-op output and no separate weighting pass.
     """
     if kernels.plain(results[0]):  # autocast: the modules, which it casts
-        return _weighted_sum([dec(r) for dec, r in zip(decouple, results)], weights, columns)
+        return _weighted_sum([dec(r) for dec, r in zip(decouple, results)], op_weights, columns)
     total = None
     for col, result, dec in zip(columns, results, decouple):
         if isinstance(dec, nn.Conv2d):
-            total = kernels.channel_mix(dec.weight.flatten(1) * weights[col], result, total)
+            total = kernels.channel_mix(dec.weight.flatten(1) * op_weights[col], result, total)
     for col, result, dec in zip(columns, results, decouple):
         if not isinstance(dec, nn.Conv2d):
-            w = weights[col]
+            w = op_weights[col]
             total = result * w if total is None else total.addcmul_(result, w)
     return total
 
 
-def _weighted_sum(outputs: Sequence[Tensor], weights: Tensor, columns: Sequence[int]) -> Tensor:
-    """sum_k weights[columns[k]] * outputs[k]; ``none`` has no column here and adds 0."""
-    total = weights[columns[0]] * outputs[0]
+def _weighted_sum(outputs: Sequence[Tensor], op_weights: Tensor, columns: Sequence[int]) -> Tensor:
+    """sum_k op_weights[columns[k]] * outputs[k]; ``none`` has no column here and adds 0."""
+    total = op_weights[columns[0]] * outputs[0]
     for column, out in zip(columns[1:], outputs[1:], strict=True):
-        total = total + weights[column] * out
+        total = total + op_weights[column] * out
     return total
 
 
 class RepShareMixedOp(nn.Module):
-    """A mixed edge with RepShare: [N, C, H, W], weights [n_ops] -> [N, C, H, W]."""
+    """A mixed edge with RepShare: [N, C, H, W], op_weights [n_ops] -> [N, C, H, W]."""
 
     def __init__(self, op_names: Sequence[str], channels: int) -> None:
         super().__init__()
@@ -108,11 +108,11 @@ class RepShareMixedOp(nn.Module):
         )
         self.columns = [column for group in by_base.values() for column, _ in group]
 
-    def forward(self, x: Tensor, weights: Tensor) -> Tensor:
-        """NCHW [N, C, H, W], weights [n_ops] -> NCHW [N, C, H, W] (``kernels``)."""
+    def forward(self, x: Tensor, op_weights: Tensor) -> Tensor:
+        """NCHW [N, C, H, W], op_weights [n_ops] -> NCHW [N, C, H, W] (``kernels``)."""
         results = [r for stack in self.stacks for r in stack.shared_results(x)]
         decouple = [dec for stack in self.stacks for dec in stack.decouple]
-        return mix(results, weights, self.columns, decouple)
+        return mix(results, op_weights, self.columns, decouple)
 
 
 class NaiveMixedOp(nn.Module):
@@ -125,8 +125,8 @@ class NaiveMixedOp(nn.Module):
         self.columns = [c for c, name in enumerate(op_names) if name != NONE]
         self.ops = nn.ModuleList(build_op(op_names[c], channels) for c in self.columns)
 
-    def forward(self, x: Tensor, weights: Tensor) -> Tensor:
-        return _weighted_sum([op(x) for op in self.ops], weights, self.columns)
+    def forward(self, x: Tensor, op_weights: Tensor) -> Tensor:
+        return _weighted_sum([op(x) for op in self.ops], op_weights, self.columns)
 
 
 def build_mixed_op(op_names: Sequence[str], channels: int, repshare: bool = True) -> nn.Module:
