@@ -11,17 +11,14 @@ same NMS: the difference is the filter alone (docs/fidelity.md, item 2).
 from __future__ import annotations
 
 import argparse
-import io
 import types
-from contextlib import redirect_stdout
 
 import torch
 from torchvision.models.detection.fcos import FCOS
 
 from fad.data.build import build_datasets, build_test_loader
-from fad.engine.evaluate import infer
+from fad.engine.evaluate import dataset_results, infer, score_dataset
 from fad.engine.trained import TrainedModel
-from fad.evaluation import detections_to_coco_results, evaluate_coco
 
 
 def torchvision_filter(self, head_outputs, anchors, image_shapes):
@@ -33,21 +30,8 @@ def torchvision_filter(self, head_outputs, anchors, image_shapes):
 
 
 def coco_ap(model, dataset, loader) -> dict[str, float]:
-    found = infer(model, loader, torch.device("cpu"))
-    results = []
-    for image_id, det in sorted(found.items()):
-        results += detections_to_coco_results(
-            image_id, det["boxes"], det["scores"], det["labels"], dataset.label_to_category_id
-        )
-    with redirect_stdout(io.StringIO()):
-        coco = evaluate_coco(
-            dataset.coco,
-            results,
-            class_names=dataset.class_names,
-            label_to_category_id=dataset.label_to_category_id,
-            image_ids=list(dataset.image_ids),
-        )
-    return {**coco.stats, "detections": len(results)}
+    results = dataset_results(dataset, infer(model, loader, torch.device("cpu")))
+    return {**score_dataset(dataset, results).stats, "detections": len(results)}
 
 
 def main() -> None:

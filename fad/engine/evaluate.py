@@ -11,16 +11,21 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from yacs.config import CfgNode as CN
 
 from fad.data.build import build_datasets, build_test_loader
 from fad.engine.run import RunContext
 from fad.errors import FadError
-from fad.evaluation import detections_to_coco_results, evaluate_coco, write_results_json
+from fad.evaluation import (
+    CocoEvalResult,
+    detections_to_coco_results,
+    evaluate_coco,
+    write_results_json,
+)
 from fad.runtime.atomic import atomic_write_text
 from fad.runtime.distributed import all_gather_objects, synchronize
 
@@ -63,6 +68,31 @@ def gather_detections(
     return merged
 
 
+def dataset_results(dataset, detections: dict[int, dict[str, Tensor]]) -> list[dict]:
+    """COCO result dicts of ``detections`` (image id -> boxes, scores, labels 1..K), in image
+    order, with the dataset's category ids."""
+    results = []
+    for image_id in sorted(detections):
+        det = detections[image_id]
+        results += detections_to_coco_results(
+            image_id, det["boxes"], det["scores"], det["labels"], dataset.label_to_category_id
+        )
+    return results
+
+
+def score_dataset(dataset, results: list[dict], stream: TextIO | None = None) -> CocoEvalResult:
+    """pycocotools' evaluation of ``results`` on every image of ``dataset`` (its summary and
+    per-class table printed to ``stream``, if any)."""
+    return evaluate_coco(
+        dataset.coco,
+        results,
+        class_names=dataset.class_names,
+        label_to_category_id=dataset.label_to_category_id,
+        image_ids=list(dataset.image_ids),
+        stream=stream,
+    )
+
+
 def evaluate_dataset(
     model: nn.Module, dataset, name: str, ctx: RunContext, ims_per_batch: int, num_workers: int
 ) -> dict[str, Any] | None:
@@ -80,12 +110,7 @@ def evaluate_dataset(
     synchronize()
     if ctx.rank != 0:
         return None
-    results = []
-    for image_id in sorted(merged):
-        det = merged[image_id]
-        results += detections_to_coco_results(
-            image_id, det["boxes"], det["scores"], det["labels"], dataset.label_to_category_id
-        )
+    results = dataset_results(dataset, merged)
     folder = ctx.output_dir / "inference" / folder_name(name)
     write_results_json(results, folder / "bbox.json")
     log.info(
@@ -97,14 +122,7 @@ def evaluate_dataset(
         folder / "bbox.json",
     )
     print(f"\nCOCO AP on {name} ({len(merged)} images):")
-    coco = evaluate_coco(
-        dataset.coco,
-        results,
-        class_names=dataset.class_names,
-        label_to_category_id=dataset.label_to_category_id,
-        image_ids=list(dataset.image_ids),
-        stream=sys.stdout,
-    )
+    coco = score_dataset(dataset, results, stream=sys.stdout)
     atomic_write_text(folder / "coco_eval.txt", coco.text)
     report: dict[str, Any] = {
         "coco": coco.stats,

@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from scratch_search import SCRATCH_SEARCH
 
 from fad.errors import FadError
 from fad.runtime.checkpoint import load_checkpoint
@@ -31,12 +32,7 @@ TINY = [
     "SOLVER.MAX_ITER", "4",
     "SOLVER.CHECKPOINT_PERIOD", "2",
     "DATALOADER.NUM_WORKERS", "0",
-    # the config searches on a pretrained, frozen backbone; the tests start from scratch
-    "MODEL.WEIGHT", "",
-    "MODEL.BACKBONE.NORM", "BN",
-    "MODEL.BACKBONE.FREEZE_CONV_BODY_AT", "0",
-    "MODEL.BACKBONE.FREEZE_FPN", "False",
-    "SOLVER.SEARCH.WARMUP_ITERS", "0",
+    *SCRATCH_SEARCH,  # the config searches on a pretrained, frozen backbone
     "MODEL.FCOS.NUM_CLASSES", "6",  # the tests' tiny set has five classes
 ]  # fmt: skip
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from scratch_search import SCRATCH_SEARCH
 
 FAST = ["MODEL.FCOS.NUM_CONVS", "1", "SOLVER.CHECKPOINT_PERIOD", "1"]
 
@@ -37,13 +38,7 @@ def fast_opts(tiny_opts) -> list[str]:
 def search_opts(fast_opts) -> list[str]:
     """`fast_opts` for the shipped search config, made to search from scratch: the config
     searches on the demo's pretrained, frozen backbone, which the tests do not have."""
-    return fast_opts + [
-        "MODEL.WEIGHT", "",
-        "MODEL.BACKBONE.NORM", "BN",
-        "MODEL.BACKBONE.FREEZE_CONV_BODY_AT", "0",
-        "MODEL.BACKBONE.FREEZE_FPN", "False",
-        "SOLVER.SEARCH.WARMUP_ITERS", "0",
-    ]  # fmt: skip
+    return fast_opts + SCRATCH_SEARCH
 
 
 @pytest.fixture

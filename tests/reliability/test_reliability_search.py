@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from scratch_search import SCRATCH_SEARCH
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import fad.modeling.fcos as fcos_module
@@ -30,12 +31,7 @@ TINY = [
     "SOLVER.WARMUP_ITERS", "2",
     "SOLVER.CHECKPOINT_PERIOD", "1",
     "DATALOADER.NUM_WORKERS", "0",
-    # the config searches on a pretrained, frozen backbone; the tests start from scratch
-    "MODEL.WEIGHT", "",
-    "MODEL.BACKBONE.NORM", "BN",
-    "MODEL.BACKBONE.FREEZE_CONV_BODY_AT", "0",
-    "MODEL.BACKBONE.FREEZE_FPN", "False",
-    "SOLVER.SEARCH.WARMUP_ITERS", "0",
+    *SCRATCH_SEARCH,  # the config searches on a pretrained, frozen backbone
     "MODEL.FCOS.NUM_CLASSES", "6",  # the tests' tiny set has five classes
 ]  # fmt: skip
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from scratch_search import SCRATCH_SEARCH
 
 from fad.cli import main
 from fad.config import load_config
@@ -37,12 +38,7 @@ TINY = [
     "SOLVER.MAX_ITER", "3",
     "SOLVER.CHECKPOINT_PERIOD", "2",
     "DATALOADER.NUM_WORKERS", "0",
-    # the config searches on a pretrained, frozen backbone; the tests start from scratch
-    "MODEL.WEIGHT", "",
-    "MODEL.BACKBONE.NORM", "BN",
-    "MODEL.BACKBONE.FREEZE_CONV_BODY_AT", "0",
-    "MODEL.BACKBONE.FREEZE_FPN", "False",
-    "SOLVER.SEARCH.WARMUP_ITERS", "0",
+    *SCRATCH_SEARCH,  # the config searches on a pretrained, frozen backbone
     "MODEL.FCOS.NUM_CLASSES", "6",  # the tests' tiny set has five classes
     "MODEL.RETINANET.NUM_CLASSES", "6",
 ]  # fmt: skip
