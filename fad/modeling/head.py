@@ -78,9 +78,9 @@ class FCOSTowerHead(nn.Module):
         non-negative, per stride or in pixels) and `bbox_ctrness` [N, HW, 1], levels
         concatenated in order."""
         cls_logits, bbox_regression, ctrness = [], [], []
-        for level, feature in enumerate(features):
-            box_feature = self.box_tower(feature)
-            cls_feature = self.cls_tower(feature, box_feature)
+        box_features = self.box_tower.forward_levels(features)
+        cls_features = self.cls_tower.forward_levels(features, box_features)
+        for level, (box_feature, cls_feature) in enumerate(zip(box_features, cls_features)):
             regression = self.scales[level](self.bbox_pred(box_feature))
             regression = torch.relu(regression) if self.norm_reg_targets else torch.exp(regression)
             ctr_feature = box_feature if self.centerness_on_reg else cls_feature

@@ -57,9 +57,9 @@ class RetinaNetTowerHead(nn.Module):
         """FPN levels -> `cls_logits` [N, HWA, K] and `bbox_regression` [N, HWA, 4] (box coder
         deltas), levels concatenated in order."""
         cls_logits, bbox_regression = [], []
-        for feature in features:
-            box_feature = self.box_tower(feature)
-            cls_feature = self.cls_tower(feature, box_feature)
+        box_features = self.box_tower.forward_levels(features)
+        cls_features = self.cls_tower.forward_levels(features, box_features)
+        for box_feature, cls_feature in zip(box_features, cls_features):
             cls_logits.append(_flatten_anchors(self.cls_logits(cls_feature), self.num_classes))
             bbox_regression.append(_flatten_anchors(self.bbox_pred(box_feature), 4))
         return {

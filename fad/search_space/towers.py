@@ -16,7 +16,7 @@ the box representation) and (F, F) otherwise; cell k+1 reads (s1 of cell k, outp
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -114,6 +114,16 @@ class Tower(nn.Module):
 
     def forward(self, feature: Tensor, box_feature: Tensor | None = None) -> Tensor:
         raise NotImplementedError
+
+    def forward_levels(
+        self, features: Sequence[Tensor], box_features: Sequence[Tensor] | None = None
+    ) -> list[Tensor]:
+        """The tower on every FPN level ([N, W, H_l, W_l] -> same, weights shared): the
+        per-level loop. Heads call towers through this, so that a compute path that runs all
+        levels at once plugs in here."""
+        if box_features is None:
+            return [self(feature) for feature in features]
+        return [self(f, b) for f, b in zip(features, box_features, strict=True)]
 
 
 def _conv_relu(channels: int) -> nn.Sequential:
