@@ -17,7 +17,8 @@ from torch import Tensor, nn
 
 from fad.search_space import kernels, recompute
 from fad.search_space.genotype import INPUT_NODES, Genotype, validate_genotype
-from fad.search_space.ops import ConvUnit, build_op
+from fad.search_space.ops import ConvUnit, build_op, check_partial_width
+from fad.search_space.relaxation import NodeWeights
 from fad.search_space.repshare import build_mixed_op
 
 
@@ -65,31 +66,56 @@ def _fixed_edge(edge: nn.Sequential, x: Tensor) -> Tensor:
 
 
 class SearchEdge(nn.Module):
-    """A search edge: [N, W, H, W'], op weights [n_ops] -> [N, W, H, W'] (plain modules)."""
+    """A search edge: [N, W, H, W'], op weights [n_ops] -> [N, W, H, W'] (plain modules).
+
+    With ``partial`` = K > 1 (PC-DARTS's partial channels) only the first C / K of the edge's C
+    channels go through the mixed op, the others pass by unchanged: the widening 1x1 conv then
+    mixes all C (a channel shuffle in between would be a permutation that conv absorbs).
+    """
 
     def __init__(
-        self, op_names: Sequence[str], node_channels: int, edge_channels: int, repshare: bool
+        self,
+        op_names: Sequence[str],
+        node_channels: int,
+        edge_channels: int,
+        repshare: bool,
+        partial: int = 1,
     ) -> None:
         super().__init__()
+        check_partial_width("partial channels", edge_channels, partial)
         self.narrow = _pointwise(node_channels, edge_channels, bias=False)
-        self.mixed = build_mixed_op(op_names, edge_channels, repshare)
+        self.mixed = build_mixed_op(op_names, edge_channels // partial, repshare)
         self.widen = _pointwise(edge_channels, node_channels, bias=False)
+        self.mixed_channels = edge_channels // partial
 
-    def forward(self, x: Tensor, op_weights: Tensor) -> Tensor:
-        return self.widen(self.mixed(self.narrow(x), op_weights))
+    def _mixed(self, x: Tensor, op_weights: Tensor, active: Sequence[int] | None) -> Tensor | None:
+        if self.mixed_channels == x.shape[1]:
+            return self.mixed(x, op_weights, active)
+        part, rest = x[:, : self.mixed_channels], x[:, self.mixed_channels :]
+        out = self.mixed(part, op_weights, active)
+        return torch.cat([torch.zeros_like(part) if out is None else out, rest], dim=1)
+
+    def forward(
+        self, x: Tensor, op_weights: Tensor, active: Sequence[int] | None = None
+    ) -> Tensor | None:
+        """``active``: the op columns computed (default all); None when no op is computed."""
+        mixed = self._mixed(self.narrow(x), op_weights, active)
+        return None if mixed is None else self.widen(mixed)
 
 
 class RepShareEdge(SearchEdge):
     """A RepShare search edge on the fast kernels (``kernels``, ``recompute``): NCHW out."""
 
-    def forward(self, x: Tensor, op_weights: Tensor) -> Tensor:
+    def forward(
+        self, x: Tensor, op_weights: Tensor, active: Sequence[int] | None = None
+    ) -> Tensor | None:
         with recompute.cheap_recompute():
-            mixed = self.mixed(kernels.pointwise(x, self.narrow), op_weights)
-            return kernels.pointwise(mixed, self.widen)
+            mixed = self._mixed(kernels.pointwise(x, self.narrow), op_weights, active)
+            return None if mixed is None else kernels.pointwise(mixed, self.widen)
 
 
 class SearchCell(nn.Module):
-    """A continuous cell: s0, s1 and per-node op weights -> [N, num_nodes * W, H, W']."""
+    """A continuous cell: s0, s1 and per-node `NodeWeights` -> [N, num_nodes * W, H, W']."""
 
     def __init__(
         self,
@@ -99,24 +125,35 @@ class SearchCell(nn.Module):
         edge_channels: int,
         op_names: Sequence[str],
         repshare: bool = True,
+        partial: int = 1,
     ) -> None:
         super().__init__()
         self.preprocess = nn.ModuleList(preprocess(c, node_channels) for c in in_channels)
         edge = RepShareEdge if repshare else SearchEdge
         self.nodes = nn.ModuleList(
             nn.ModuleList(
-                edge(op_names, node_channels, edge_channels, repshare)
+                edge(op_names, node_channels, edge_channels, repshare, partial)
                 for _ in range(INPUT_NODES + k)
             )
             for k in range(num_nodes)
         )
         self.out_channels = num_nodes * node_channels
 
-    def forward(self, s0: Tensor, s1: Tensor, op_weights: Sequence[Tensor]) -> Tensor:
-        """``op_weights[k]``: [2 + k, n_ops], the softmaxed alphas of node k."""
+    def forward(
+        self, s0: Tensor, s1: Tensor, node_weights: Sequence[NodeWeights | Tensor]
+    ) -> Tensor:
+        """``node_weights[k]``: what node k mixes by (op weights [2 + k, n_ops], the ops each
+        edge computes, edge weights [2 + k]; see ``relaxation``); a tensor is op weights alone."""
         states = _preprocess(self.preprocess, s0, s1)
-        for edges, node_weights in zip(self.nodes, op_weights, strict=True):
-            states.append(sum(e(s, w) for e, s, w in zip(edges, states, node_weights, strict=True)))
+        for edges, node in zip(self.nodes, node_weights, strict=True):
+            weights = node if isinstance(node, NodeWeights) else NodeWeights(node)
+            terms = []
+            for e, (edge, state) in enumerate(zip(edges, states)):
+                active = None if weights.active is None else weights.active[e]
+                out = edge(state, weights.ops[e], active)
+                if out is not None:
+                    terms.append(out if weights.edges is None else out * weights.edges[e])
+            states.append(sum(terms) if terms else torch.zeros_like(states[0]))
         return torch.cat(states[INPUT_NODES:], dim=1)
 
 

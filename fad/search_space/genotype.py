@@ -213,16 +213,25 @@ def write_genotype_file(path: str | os.PathLike[str], box: Genotype, cls: Genoty
     atomic_write_text(Path(path), f"{box}\n{cls}\n")
 
 
-def derive_genotype(alphas: Sequence[Tensor], op_names: Sequence[str]) -> Genotype:
+def derive_genotype(
+    alphas: Sequence[Tensor],
+    op_names: Sequence[str],
+    edge_weights: Sequence[Tensor] | None = None,
+) -> Genotype:
     """The discrete cell of a search tower's alphas (one [2 + k, n_ops] tensor per node k).
 
     As the original: per edge the best op excluding ``none``; per node the two edges whose best
     op has the highest alpha, in that order. Ranking uses the raw alphas, as the original did.
+    With ``edge_weights`` (edge normalisation, [2 + k] per node) the edges are ranked as PC-DARTS
+    ranks them: by softmax(alpha) of their best op times their edge weight.
     """
     kept = [c for c, name in enumerate(op_names) if name != NONE]
     normal = []
-    for alpha in alphas:
+    for k, alpha in enumerate(alphas):
         best, column = alpha.detach()[:, kept].max(dim=1)
+        if edge_weights is not None:
+            probs = alpha.detach().softmax(dim=-1)[:, kept].max(dim=1).values
+            best = probs * edge_weights[k].detach()
         order = sorted(range(len(best)), key=lambda e: (-float(best[e]), e))
         normal.append([(op_names[kept[int(column[e])]], e) for e in order[:EDGES_PER_NODE]])
     return Genotype(normal=normal, normal_concat=range(INPUT_NODES, INPUT_NODES + len(normal)))

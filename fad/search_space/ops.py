@@ -68,13 +68,18 @@ class GroupNorm(nn.GroupNorm):
         return super().forward(x)
 
 
+def norm_groups(channels: int) -> int:
+    """The GroupNorm groups of a unit on ``channels``: 32, or one per channel below 32 (the
+    narrow ops of a partial-channel search edge)."""
+    return min(GN_GROUPS, channels)
+
+
 class ConvUnit(nn.Sequential):
     """One conv unit: ``body`` (a conv, or depthwise + pointwise) -> GroupNorm(32) -> ReLU."""
 
     def __init__(self, body: nn.Module, channels: int) -> None:
-        super().__init__(
-            OrderedDict(body=body, norm=GroupNorm(GN_GROUPS, channels), relu=nn.ReLU())
-        )
+        norm = GroupNorm(norm_groups(channels), channels)
+        super().__init__(OrderedDict(body=body, norm=norm, relu=nn.ReLU()))
 
 
 def conv_unit(kind: str, channels: int) -> ConvUnit:
@@ -184,6 +189,19 @@ def check_group_norm_width(name: str, value: int) -> None:
     if value < GN_GROUPS or value % GN_GROUPS:
         raise FadError(
             f"{name}: must be a positive multiple of {GN_GROUPS} (GroupNorm), got {value}"
+        )
+
+
+def check_partial_width(name: str, channels: int, parts: int) -> None:
+    """Partial channels: ``channels`` split in ``parts``, one part through the ops, which
+    GroupNorm must split (below 32 channels, one group per channel)."""
+    if parts < 1 or channels % parts:
+        raise FadError(f"{name}: {channels} channels cannot be split in {parts} equal parts")
+    width = channels // parts
+    if width > GN_GROUPS and width % GN_GROUPS:
+        raise FadError(
+            f"{name}: the ops' share of {channels} channels, {width}, must be at most "
+            f"{GN_GROUPS} or a multiple of {GN_GROUPS} (GroupNorm)"
         )
 
 

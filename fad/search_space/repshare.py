@@ -40,16 +40,20 @@ class RepShareStack(nn.Module):
             for spec in specs
         )
 
-    def shared_results(self, x: Tensor) -> list[Tensor]:
-        """Each op's result before decoupling: NCHW [N, C, H, W] -> one per spec (``kernels``)."""
+    def shared_results(self, x: Tensor, chosen: Sequence[int] | None = None) -> list[Tensor]:
+        """The results before decoupling of the specs at indices ``chosen`` (default: all), in
+        that order: NCHW [N, C, H, W] -> one per chosen spec; the stack runs only as deep as the
+        deepest of them (``kernels``)."""
+        specs = self.specs if chosen is None else [self.specs[i] for i in chosen]
+        suffixes = self.suffixes if chosen is None else [self.suffixes[i] for i in chosen]
         raw = []
         x = x.contiguous()
-        for conv in self.convs:
+        for conv in self.convs[: max(spec.depth for spec in specs)]:
             x = kernels.conv_unit(conv, x)
             raw.append(x)
         return [
             kernels.conv_unit(suffix, raw[s.depth - 1]) if s.suffix else raw[s.depth - 1]
-            for suffix, s in zip(self.suffixes, self.specs, strict=True)
+            for suffix, s in zip(suffixes, specs, strict=True)
         ]
 
     def forward(self, x: Tensor) -> list[Tensor]:
@@ -106,13 +110,23 @@ class RepShareMixedOp(nn.Module):
         self.stacks = nn.ModuleList(
             RepShareStack([spec for _, spec in group], channels) for group in by_base.values()
         )
-        self.columns = [column for group in by_base.values() for column, _ in group]
+        self.stack_columns = [[column for column, _ in group] for group in by_base.values()]
+        self.columns = [column for columns in self.stack_columns for column in columns]
 
-    def forward(self, x: Tensor, op_weights: Tensor) -> Tensor:
-        """NCHW [N, C, H, W], op_weights [n_ops] -> NCHW [N, C, H, W] (``kernels``)."""
-        results = [r for stack in self.stacks for r in stack.shared_results(x)]
-        decouple = [dec for stack in self.stacks for dec in stack.decouple]
-        return mix(results, op_weights, self.columns, decouple)
+    def forward(
+        self, x: Tensor, op_weights: Tensor, active: Sequence[int] | None = None
+    ) -> Tensor | None:
+        """NCHW [N, C, H, W], op_weights [n_ops] -> NCHW [N, C, H, W] (``kernels``); with
+        ``active`` only those op columns are computed (None when none of them is a stacked op)."""
+        results, decouple, columns = [], [], []
+        for stack, stack_columns in zip(self.stacks, self.stack_columns, strict=True):
+            chosen = [i for i, c in enumerate(stack_columns) if active is None or c in active]
+            if not chosen:
+                continue
+            results += stack.shared_results(x, chosen)
+            decouple += [stack.decouple[i] for i in chosen]
+            columns += [stack_columns[i] for i in chosen]
+        return mix(results, op_weights, columns, decouple) if results else None
 
 
 class NaiveMixedOp(nn.Module):
@@ -125,8 +139,15 @@ class NaiveMixedOp(nn.Module):
         self.columns = [c for c, name in enumerate(op_names) if name != NONE]
         self.ops = nn.ModuleList(build_op(op_names[c], channels) for c in self.columns)
 
-    def forward(self, x: Tensor, op_weights: Tensor) -> Tensor:
-        return _weighted_sum([op(x) for op in self.ops], op_weights, self.columns)
+    def forward(
+        self, x: Tensor, op_weights: Tensor, active: Sequence[int] | None = None
+    ) -> Tensor | None:
+        """As `RepShareMixedOp.forward`, every op its own module."""
+        chosen = [k for k, c in enumerate(self.columns) if active is None or c in active]
+        if not chosen:
+            return None
+        outputs = [self.ops[k](x) for k in chosen]
+        return _weighted_sum(outputs, op_weights, [self.columns[k] for k in chosen])
 
 
 def build_mixed_op(op_names: Sequence[str], channels: int, repshare: bool = True) -> nn.Module:

@@ -35,9 +35,11 @@ from fad.search_space.genotype import (
 from fad.search_space.ops import (
     ConvUnit,
     check_group_norm_width,
+    check_partial_width,
     space_ops,
     unknown_name_error,
 )
+from fad.search_space.relaxation import NodeWeights, Relaxation, softmax_relaxation
 
 MODES = ("standard", "search", "genotype")
 ALPHA_INIT_STD = 1e-3
@@ -68,6 +70,8 @@ class TowerSpec:
     space: str = "released"
     standard_norm: bool = True  # GroupNorm in the standard towers (FCOS); False: RetinaNet's
     head_init_reduce: tuple[str, ...] = ("cls",)  # roles whose reduce conv gets N(0, 0.01)
+    partial_channels: int = 1  # search edges: 1 / K of their channels through the ops (PC-DARTS)
+    edge_normalization: bool = False  # search towers: a weight per edge, softmax(beta) (PC-DARTS)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -85,6 +89,12 @@ class TowerSpec:
             _check_positive(f"TowerSpec.{role}.num_cells", tower.num_cells)
             _check_positive(f"TowerSpec.{role}.num_nodes", tower.num_nodes)
             check_group_norm_width(f"TowerSpec.{role}.edge_channels", tower.edge_channels)
+            if self.mode == "search":
+                check_partial_width(
+                    f"TowerSpec.{role}: partial_channels {self.partial_channels}",
+                    tower.edge_channels,
+                    self.partial_channels,
+                )
             if self.mode == "genotype":
                 if tower.genotype is None:
                     raise FadError(f"TowerSpec.{role}.genotype: required in mode 'genotype'")
@@ -196,7 +206,12 @@ class FixedTower(CellTower):
 
 
 class SearchTower(CellTower):
-    """Search cells sharing this tower's alphas: one [2 + k, n_ops] parameter per node k."""
+    """Search cells sharing this tower's alphas: one [2 + k, n_ops] parameter per node k, and with
+    ``edge_normalization`` one [2 + k] beta per node (the edges' weights, PC-DARTS).
+
+    ``relaxation`` turns them into what the cells mix by (default DARTS's softmax); a search
+    method sets another one (e.g. GDAS's sampling, `fad.search_space.relaxation`).
+    """
 
     def __init__(
         self,
@@ -205,6 +220,7 @@ class SearchTower(CellTower):
         channels: int,
         op_names: tuple[str, ...],
         head_init: bool = False,
+        edge_normalization: bool = False,
     ) -> None:
         super().__init__(role, cells, channels, head_init)
         self.op_names = op_names
@@ -213,14 +229,54 @@ class SearchTower(CellTower):
             nn.Parameter(ALPHA_INIT_STD * torch.randn(INPUT_NODES + k, len(op_names)))
             for k in range(num_nodes)
         )
+        self.betas = (
+            nn.ParameterList(
+                nn.Parameter(ALPHA_INIT_STD * torch.randn(INPUT_NODES + k))
+                for k in range(num_nodes)
+            )
+            if edge_normalization
+            else None
+        )
+        self.relaxation: Relaxation = softmax_relaxation
 
-    def forward_cells(self, feature: Tensor, box_feature: Tensor | None = None) -> Tensor:
-        op_weights = [F.softmax(alpha, dim=-1) for alpha in self.alphas]
-        return _run_cells(self.cells, feature, box_feature, op_weights)
+    def arch_params(self) -> list[nn.Parameter]:
+        """The alphas, then the betas (if any)."""
+        return [*self.alphas, *(self.betas if self.betas is not None else ())]
+
+    def node_weights(self) -> list[NodeWeights]:
+        """What each node mixes by, from the relaxation (drawn once per call when it samples)."""
+        betas = None if self.betas is None else list(self.betas)
+        return self.relaxation(list(self.alphas), betas)
+
+    def forward_cells(
+        self,
+        feature: Tensor,
+        box_feature: Tensor | None = None,
+        node_weights: list[NodeWeights] | None = None,
+    ) -> Tensor:
+        weights = self.node_weights() if node_weights is None else node_weights
+        return _run_cells(self.cells, feature, box_feature, weights)
+
+    def forward_levels(
+        self, features: Sequence[Tensor], box_features: Sequence[Tensor] | None = None
+    ) -> list[Tensor]:
+        """Every FPN level with the same node weights (one sample for all levels)."""
+        weights = self.node_weights()
+        boxes = [None] * len(features) if box_features is None else box_features
+        return [
+            self.reduce(self.forward_cells(f, b, weights))
+            for f, b in zip(features, boxes, strict=True)
+        ]
+
+    def edge_weights(self) -> list[Tensor] | None:
+        """softmax(beta) per node ([2 + k] each), None without edge normalisation."""
+        if self.betas is None:
+            return None
+        return [F.softmax(beta.detach(), dim=-1) for beta in self.betas]
 
     def genotype(self) -> Genotype:
-        """The discrete cell of the current alphas (see ``derive_genotype``)."""
-        return derive_genotype(list(self.alphas), self.op_names)
+        """The discrete cell of the current alphas (and betas; see ``derive_genotype``)."""
+        return derive_genotype(list(self.alphas), self.op_names, self.edge_weights())
 
 
 def _cells(
@@ -252,8 +308,12 @@ def build_tower(spec: TowerSpec, role: str) -> Tower:
         edge_channels=tower.edge_channels,
         op_names=op_names,
         repshare=spec.repshare,
+        partial=spec.partial_channels,
     )
-    return SearchTower(role, _cells(spec, tower, make), spec.channels, op_names, head_init)
+    cells = _cells(spec, tower, make)
+    return SearchTower(
+        role, cells, spec.channels, op_names, head_init, edge_normalization=spec.edge_normalization
+    )
 
 
 def build_towers(spec: TowerSpec) -> tuple[Tower, Tower]:
@@ -267,13 +327,14 @@ def search_towers(module: nn.Module) -> Iterator[SearchTower]:
 
 
 def named_alphas(module: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    """(name, alpha) of every search tower's alphas inside ``module``, names as in state_dict."""
-    ids = {id(p) for tower in search_towers(module) for p in tower.alphas}
+    """(name, parameter) of every search tower's architecture parameters inside ``module`` (the
+    alphas, and the betas of edge normalisation), names as in state_dict."""
+    ids = {id(p) for tower in search_towers(module) for p in tower.arch_params()}
     return [(name, p) for name, p in module.named_parameters() if id(p) in ids]
 
 
 def alphas(module: nn.Module) -> list[nn.Parameter]:
-    """The architecture parameters inside ``module``."""
+    """The architecture parameters inside ``module`` (alphas, and betas where there are)."""
     return [p for _, p in named_alphas(module)]
 
 
