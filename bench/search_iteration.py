@@ -25,7 +25,7 @@ import torch
 from fad.config import load_config
 from fad.engine.step import WeightStep, prepare_batch
 from fad.modeling.build import build_detector
-from fad.search.architect import Architect
+from fad.search.methods import MethodOptions, method_class
 from fad.search.state import build_alpha_optimizer, build_param_optimizer
 from fad.search.step import make_search_step
 from fad.solver import build_optimizer, build_scheduler
@@ -68,10 +68,12 @@ def build_step(args: argparse.Namespace, kind: str, overrides: list[str]) -> Cal
     batches = (synthetic_batch(args, 1), synthetic_batch(args, 2))
     if kind == "search":
         optimizer = build_param_optimizer(model, cfg.SOLVER)
-        architect = Architect(model, build_alpha_optimizer(model, cfg.SOLVER.SEARCH), optimizer)
+        alpha_optimizer = build_alpha_optimizer(model, cfg.SOLVER.SEARCH)
+        method_cls = method_class(cfg.SOLVER.SEARCH.METHOD, cfg.SOLVER.SEARCH.FIRST_ORDER)
+        method = method_cls(model, alpha_optimizer, optimizer, MethodOptions())
         step = make_search_step(
             model,
-            architect,
+            method,
             optimizer,
             build_scheduler(optimizer, cfg.SOLVER),
             device,

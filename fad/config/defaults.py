@@ -134,6 +134,10 @@ _C.MODEL.FAD.NUM_CELLS_BOX = 2
 _C.MODEL.FAD.NUM_NODES_BOX = 3
 _C.MODEL.FAD.NUM_CHANNELS_BOX = 96
 _C.MODEL.FAD.REPSHARE = True  # fad: False builds every op as its own module (plain DARTS)
+# fad: search supernets only: 1 / PARTIAL_CHANNELS of an edge's channels through its ops, and a
+# weight per edge, softmax(beta) (PC-DARTS; SOLVER.SEARCH.METHOD "pcdarts" needs both)
+_C.MODEL.FAD.PARTIAL_CHANNELS = 1
+_C.MODEL.FAD.EDGE_NORMALIZATION = False
 _C.MODEL.FAD.SPACE = "released"  # fad: "released" (10 ops + none) or "with_r3" (dilation-3 too)
 
 _C.INPUT = CN()
@@ -183,6 +187,11 @@ _C.SOLVER.SEARCH.BASE_LR_ALPHA = 3e-4
 _C.SOLVER.SEARCH.WEIGHT_DECAY_ALPHA = 1e-3
 _C.SOLVER.SEARCH.BETAS_ALPHA = (0.5, 0.999)
 _C.SOLVER.SEARCH.FIRST_ORDER = True
+# fad: the search method, fad.search.methods.METHODS: "darts_1st", "darts_2nd", "gdas", "pcdarts";
+# "" is DARTS of FIRST_ORDER's order (the original's key)
+_C.SOLVER.SEARCH.METHOD = ""
+# fad: sampled methods (gdas): the Gumbel-softmax temperature at the first and the last alpha step
+_C.SOLVER.SEARCH.TAU = (10.0, 0.1)
 _C.SOLVER.SEARCH.CLIP_GRAD_NORM = 20.0
 _C.SOLVER.SEARCH.ALPHA_HOLDOUT = 0.0  # fad: fraction of train images kept for the alpha stream
 # fad: the first WARMUP_ITERS iterations train the weights only; the alphas start moving after

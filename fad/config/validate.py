@@ -160,6 +160,15 @@ def validate_config(cfg: CN, *, world_size: int = 1) -> None:
         0 <= s.SEARCH.WARMUP_ITERS < s.MAX_ITER,
         f"SOLVER.SEARCH.WARMUP_ITERS must be in [0, SOLVER.MAX_ITER), got {s.SEARCH.WARMUP_ITERS}",
     )
+    tau = tuple(s.SEARCH.TAU)
+    _check(
+        len(tau) == 2 and all(t > 0 for t in tau),
+        f"SOLVER.SEARCH.TAU must be two temperatures > 0 (start, end), got {tau}",
+    )
+    _check(
+        cfg.MODEL.FAD.PARTIAL_CHANNELS >= 1,
+        f"MODEL.FAD.PARTIAL_CHANNELS must be >= 1, got {cfg.MODEL.FAD.PARTIAL_CHANNELS}",
+    )
     _check(cfg.DATALOADER.NUM_WORKERS >= 0, "DATALOADER.NUM_WORKERS must be >= 0")
     _check(cfg.DATALOADER.SIZE_DIVISIBILITY >= 0, "DATALOADER.SIZE_DIVISIBILITY must be >= 0")
     bad = cfg.DATALOADER.MAX_BAD_IMAGE_FRACTION

@@ -85,6 +85,8 @@ def tower_spec(cfg: CN, genotypes: dict[str, Genotype] | None) -> TowerSpec:
         space=fad.SPACE,
         standard_norm=fcos,  # GroupNorm in FCOS's standard towers, none in RetinaNet's
         head_init_reduce=("cls",) if fcos else ROLES,  # as the original heads
+        partial_channels=fad.PARTIAL_CHANNELS if mode == "search" else 1,
+        edge_normalization=fad.EDGE_NORMALIZATION and mode == "search",
     )
 
 

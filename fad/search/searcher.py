@@ -38,7 +38,7 @@ from fad.runtime.checkpoint import (
     set_rng_state,
 )
 from fad.runtime.distributed import check_same_across_processes, is_main_process, wrap_ddp
-from fad.search.architect import Architect
+from fad.search.methods import MethodOptions, SearchMethod, method_class
 from fad.search.outputs import current_genotypes, write_search_outputs
 from fad.search.report import build_report, reset_peak_memory, write_report
 from fad.search.state import SearchState
@@ -50,9 +50,25 @@ log = logging.getLogger("fad")
 CHECKPOINT_KIND = "search"
 
 
-def _check_search_config(cfg: CN) -> None:
+def _check_search_config(cfg: CN) -> type[SearchMethod]:
+    """The search method of the config, checked against the supernet it asks for."""
     if not cfg.MODEL.FAD.SEARCH:
         raise FadError("fad search needs MODEL.FAD.SEARCH True in the config (got False)")
+    search = cfg.SOLVER.SEARCH
+    method = method_class(search.METHOD, search.FIRST_ORDER)
+    method.check_supernet(cfg.MODEL.FAD.PARTIAL_CHANNELS, cfg.MODEL.FAD.EDGE_NORMALIZATION)
+    return method
+
+
+def build_method(cls: type[SearchMethod], cfg: CN, state: SearchState) -> SearchMethod:
+    """The run's search method over the model of `state`, from SOLVER.SEARCH.* and SEED."""
+    options = MethodOptions(
+        seed=cfg.SEED,
+        max_iter=cfg.SOLVER.MAX_ITER,
+        warmup_iters=cfg.SOLVER.SEARCH.WARMUP_ITERS,
+        tau=tuple(cfg.SOLVER.SEARCH.TAU),
+    )
+    return cls(state.model, state.alpha_optimizer, state.optimizer, options, state.precision)
 
 
 def _resume_point(folder: Path, required: bool, fresh: bool) -> ResumePoint:
@@ -86,7 +102,7 @@ def run_search(
     the checkpoints loads (see `fad.runtime.checkpoint.find_resume_point`).
     """
     wall_start = time.perf_counter()
-    _check_search_config(cfg)
+    method_cls = _check_search_config(cfg)
     check_run(cfg, train=True, test=False)
     point = _resume_point(Path(cfg.OUTPUT_DIR), resume, fresh)
     ctx = start_run(cfg, local_rank=local_rank)
@@ -99,6 +115,8 @@ def run_search(
     apply_speed_paths(model, cfg)
     current_genotypes(model)  # both towers searched, before any heavy work
     state = SearchState.build(model, cfg)
+    method = build_method(method_cls, cfg, state)
+    state.method = method
     start_iter = 0
     if point.checkpoint is not None:
         start_iter = state.load(point.checkpoint, str(point.path))
@@ -147,7 +165,8 @@ def run_search(
         world_size=ctx.world_size,
         genotypes={role: str(g) for role, g in genotypes.items()},
         settings={
-            "first_order": bool(cfg.SOLVER.SEARCH.FIRST_ORDER),
+            "method": method.name,
+            "first_order": method.first_order,
             "repshare": bool(cfg.MODEL.FAD.REPSHARE),
             "alpha_holdout": float(cfg.SOLVER.SEARCH.ALPHA_HOLDOUT),
             "warmup_iters": int(cfg.SOLVER.SEARCH.WARMUP_ITERS),
@@ -177,15 +196,9 @@ def _search_iterations(
     if ckpt is not None:  # after the loaders drew their own seeds, so the streams line up
         set_rng_state(ckpt["rng"])
     model = state.model
-    net = wrap_ddp(model, ctx.device)
+    method = state.method
+    net = wrap_ddp(model, ctx.device, find_unused_parameters=method.find_unused_parameters())
     net.train()
-    architect = Architect(
-        model,
-        state.alpha_optimizer,
-        state.optimizer,
-        first_order=cfg.SOLVER.SEARCH.FIRST_ORDER,
-        precision=state.precision,
-    )
     writer = open_tensorboard(ctx, use_tensorboard)
     monitor = AlphaMonitor(
         model,
@@ -196,7 +209,7 @@ def _search_iterations(
     )
     step = make_search_step(
         net,
-        architect,
+        method,
         state.optimizer,
         state.scheduler,
         ctx.device,

@@ -17,8 +17,8 @@ from fad.engine.step import (
     check_grad_norm,
     prepare_batch,
 )
-from fad.search.architect import Architect
 from fad.search.history import AlphaHistory, mean_entropy
+from fad.search.methods import SearchMethod
 from fad.search.streams import ALPHA_SEED_OFFSET
 from fad.search_space.towers import named_alphas
 
@@ -28,7 +28,7 @@ LOG_PERIOD = 20  # progress line, TensorBoard and alpha history every this many 
 
 def make_search_step(
     net: nn.Module,
-    architect: Architect,
+    method: SearchMethod,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     device: torch.device,
@@ -41,6 +41,8 @@ def make_search_step(
 ) -> Step:
     """One search iteration on a (weight batch, alpha batch) pair; returns the weight losses.
 
+    Each iteration first lets ``method`` prepare the towers (`begin_iteration`: e.g. a
+    temperature, a sampling seed), then takes its alpha step, then the weight step.
     The first ``warmup_iters`` iterations skip the alpha step (SOLVER.SEARCH.WARMUP_ITERS): the
     weights learn before the alphas judge them (their alpha batches are drawn all the same, so
     the streams do not depend on the warm-up).
@@ -52,13 +54,13 @@ def make_search_step(
     anything saves them. Both steps share the architect's precision (SOLVER.AMP): under fp16 a
     non-finite gradient norm makes the loss scaler skip that step (`fad.engine.step`).
     """
-    alpha_ids = {id(a) for a in architect.alphas}
+    alpha_ids = {id(a) for a in method.arch_params()}
     params = [p for g in optimizer.param_groups for p in g["params"] if id(p) not in alpha_ids]
-    precision = architect.precision
+    precision = method.architect.precision
     weight_step = WeightStep(
         net, optimizer, scheduler, device, clip_grad=clip_grad, clipped=params, precision=precision
     )
-    named = named_alphas(architect.model)
+    named = named_alphas(method.model)
 
     def check_alpha(iteration: int) -> Callable[[Tensor, Tensor], None]:
         def check(loss: Tensor, norm: Tensor) -> None:
@@ -74,8 +76,9 @@ def make_search_step(
         weight_batch = prepare_batch(weight_raw, seed=seed, **prepare)
         alpha_batch = prepare_batch(alpha_raw, seed=seed + ALPHA_SEED_OFFSET, **prepare)
         alpha_loss = None
+        method.begin_iteration(iteration)
         if iteration >= warmup_iters:
-            alpha_loss = architect.step(alpha_batch, weight_batch, check=check_alpha(iteration))
+            alpha_loss = method.alpha_step(alpha_batch, weight_batch, check_alpha(iteration))
             check_finite_params(iteration, named, device, "alphas", "alpha step")
         losses = weight_step(iteration, weight_batch)
         if after_iteration is not None:
