@@ -38,6 +38,8 @@ from fad.runtime.checkpoint import (
     set_rng_state,
 )
 from fad.runtime.distributed import check_same_across_processes, is_main_process, wrap_ddp
+from fad.search.convergence import settled_since, snapshot_convergence
+from fad.search.history import AlphaHistory
 from fad.search.methods import MethodOptions, SearchMethod, method_class
 from fad.search.outputs import current_genotypes, write_search_outputs
 from fad.search.report import build_report, reset_peak_memory, write_report
@@ -58,6 +60,24 @@ def _check_search_config(cfg: CN) -> type[SearchMethod]:
     method = method_class(search.METHOD, search.FIRST_ORDER)
     method.check_supernet(cfg.MODEL.FAD.PARTIAL_CHANNELS, cfg.MODEL.FAD.EDGE_NORMALIZATION)
     return method
+
+
+def final_convergence(history: AlphaHistory) -> dict[str, Any]:
+    """The last snapshot's convergence figures and since when the genotypes are unchanged; a
+    warning when a genotype was read off near-uniform op weights."""
+    figures = snapshot_convergence(history.snapshots[-1], history.towers)
+    for role, f in figures.items():
+        if f["near_uniform"]:
+            log.warning(
+                "the %s genotype was read off near-uniform op weights (entropy %.3f of %.3f "
+                "nats, weakest kept op %.2fx uniform): the data did not choose it; search longer "
+                "or with a larger SOLVER.SEARCH.BASE_LR_ALPHA",
+                role,
+                f["mean_entropy"],
+                f["uniform_entropy"],
+                f["min_top_over_uniform"],
+            )
+    return {"convergence": figures, "settled_since": settled_since(history.snapshots)}
 
 
 def build_method(cls: type[SearchMethod], cfg: CN, state: SearchState) -> SearchMethod:
@@ -171,6 +191,7 @@ def run_search(
             "alpha_holdout": float(cfg.SOLVER.SEARCH.ALPHA_HOLDOUT),
             "warmup_iters": int(cfg.SOLVER.SEARCH.WARMUP_ITERS),
             "genotype_stability": state.history.stability(stability_window(max_iter)),
+            **final_convergence(state.history),
             "ims_per_batch": int(cfg.SOLVER.IMS_PER_BATCH),
         },
     )
@@ -206,6 +227,7 @@ def _search_iterations(
         checkpoint_period=cfg.SOLVER.CHECKPOINT_PERIOD,
         max_iter=max_iter,
         writer=writer,
+        method=method,
     )
     step = make_search_step(
         net,

@@ -17,7 +17,8 @@ from fad.engine.step import (
     check_grad_norm,
     prepare_batch,
 )
-from fad.search.history import AlphaHistory, mean_entropy
+from fad.search.convergence import snapshot_convergence, summary
+from fad.search.history import AlphaHistory
 from fad.search.methods import SearchMethod
 from fad.search.streams import ALPHA_SEED_OFFSET
 from fad.search_space.towers import named_alphas
@@ -90,7 +91,9 @@ def make_search_step(
 
 class AlphaMonitor:
     """After each iteration: record the alpha history (every LOG_PERIOD iterations and at
-    checkpoints), log the alpha loss, entropy and genotype stability, write them to TensorBoard.
+    checkpoints), log the alpha loss, the convergence figures (`fad.search.convergence`: entropy
+    against uniform, the weakest kept op), the method's values (e.g. a temperature) and genotype
+    stability, write them to TensorBoard.
 
     Stability: the share of the current genotypes' edges unchanged over the last
     `stability_window(max_iter)` iterations (see `AlphaHistory.stability`).
@@ -104,7 +107,9 @@ class AlphaMonitor:
         checkpoint_period: int,
         max_iter: int,
         writer: Any = None,
+        method: SearchMethod | None = None,
     ) -> None:
+        self.method = method
         self.model = model
         self.history = history
         self.checkpoint_period = checkpoint_period
@@ -120,16 +125,18 @@ class AlphaMonitor:
         if not (checkpoint or done % LOG_PERIOD == 0):
             return
         snapshot = self.history.record(self.model, done, checkpoint=checkpoint)
-        entropies = {role: mean_entropy(rows) for role, rows in snapshot["weights"].items()}
+        figures = snapshot_convergence(snapshot, self.history.towers)
         stable = self.history.stability(stability_window(self.max_iter))
         mean_loss = sum(self.window) / len(self.window) if self.window else None
         self.window = []
+        values = self.method.values(iteration) if self.method is not None else {}
         log.info(
-            "iter %d/%d  alpha loss %s  alpha entropy %s  edges unchanged since iter %d: %.0f%%",
+            "iter %d/%d  alpha loss %s  %s%s  edges unchanged since iter %d: %.0f%%",
             done,
             self.max_iter,
             "(warm-up)" if mean_loss is None else f"{mean_loss:.4f}",
-            "  ".join(f"{role} {value:.4f}" for role, value in entropies.items()),
+            summary(figures),
+            "".join(f"  {k} {v:.3g}" for k, v in values.items()),
             stable["since"],
             100 * stable["share_unchanged"],
         )
@@ -137,8 +144,14 @@ class AlphaMonitor:
             if mean_loss is not None:
                 self.writer.add_scalar("alpha/loss", mean_loss, done)
             self.writer.add_scalar("alpha/genotype_stability", stable["share_unchanged"], done)
-            for role, value in entropies.items():
-                self.writer.add_scalar(f"alpha/entropy_{role}", value, done)
+            for role, f in figures.items():
+                self.writer.add_scalar(f"alpha/entropy_{role}", f["mean_entropy"], done)
+                self.writer.add_scalar(f"alpha/entropy_uniform_{role}", f["uniform_entropy"], done)
+                self.writer.add_scalar(
+                    f"alpha/weakest_kept_op_{role}", f["min_top_over_uniform"], done
+                )
+            for key, value in values.items():
+                self.writer.add_scalar(f"alpha/{key}", value, done)
 
 
 def stability_window(max_iter: int) -> int:
