@@ -37,6 +37,9 @@ _C.MODEL.BACKBONE.FREEZE_CONV_BODY_AT = 2
 # fad: freeze the FPN too (with FREEZE_CONV_BODY_AT 5 and NORM FrozenBN the whole backbone is a
 # fixed feature extractor, e.g. the demo's pretrained stage)
 _C.MODEL.BACKBONE.FREEZE_FPN = False
+# fad: with a frozen backbone (FREEZE_CONV_BODY_AT 5, FREEZE_FPN, FrozenBN), keep up to this many
+# MiB of FPN features per input image and reuse them (0: off); see fad/modeling/feature_cache.py
+_C.MODEL.BACKBONE.FEATURE_CACHE_MB = 0
 _C.MODEL.BACKBONE.USE_GN = False
 # fad: normalisation in the ResNet: "FrozenBN" (pretrained, as the original), "BN" or "GN" (scratch)
 _C.MODEL.BACKBONE.NORM = "FrozenBN"

@@ -169,6 +169,10 @@ def validate_config(cfg: CN, *, world_size: int = 1) -> None:
         cfg.MODEL.FAD.PARTIAL_CHANNELS >= 1,
         f"MODEL.FAD.PARTIAL_CHANNELS must be >= 1, got {cfg.MODEL.FAD.PARTIAL_CHANNELS}",
     )
+    _check(
+        cfg.MODEL.BACKBONE.FEATURE_CACHE_MB >= 0,
+        f"MODEL.BACKBONE.FEATURE_CACHE_MB must be >= 0, got {cfg.MODEL.BACKBONE.FEATURE_CACHE_MB}",
+    )
     _check(cfg.DATALOADER.NUM_WORKERS >= 0, "DATALOADER.NUM_WORKERS must be >= 0")
     _check(cfg.DATALOADER.SIZE_DIVISIBILITY >= 0, "DATALOADER.SIZE_DIVISIBILITY must be >= 0")
     bad = cfg.DATALOADER.MAX_BAD_IMAGE_FRACTION

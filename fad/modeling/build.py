@@ -16,6 +16,7 @@ from fad.errors import FadError
 from fad.modeling.anchors import AnchorGrid, octave_sizes
 from fad.modeling.backbone import build_resnet_fpn, conv_body_depth
 from fad.modeling.fcos import FCOSDetector, TrainTestTransform
+from fad.modeling.feature_cache import enable_feature_cache
 from fad.modeling.head import FCOSTowerHead
 from fad.modeling.pretrained import load_pretrained_backbone
 from fad.modeling.retinanet import RetinaNetDetector, RetinaNetTowerHead
@@ -187,12 +188,15 @@ def build_detector(
 
 
 def apply_speed_paths(detector: nn.Module, cfg: CN) -> None:
-    """MODEL.CHANNELS_LAST and MODEL.COMPILE, in place, on a built detector that a run trains,
-    searches or evaluates (exports and `fad.load` keep the plain detector)."""
+    """MODEL.CHANNELS_LAST, MODEL.COMPILE and MODEL.BACKBONE.FEATURE_CACHE_MB, in place, on a
+    built detector that a run trains, searches or evaluates (exports and `fad.load` keep the plain
+    detector)."""
     if cfg.MODEL.CHANNELS_LAST:
         use_channels_last(detector)
     if cfg.MODEL.COMPILE:
         compile_towers(detector.head)
+    if cfg.MODEL.BACKBONE.FEATURE_CACHE_MB > 0:
+        enable_feature_cache(detector, cfg.MODEL.BACKBONE.FEATURE_CACHE_MB)
 
 
 class _Parts(NamedTuple):
