@@ -19,6 +19,7 @@ COMMANDS = (
     "predict",
     "export",
     "demo",
+    "study",
     "config",
     "data",
     "genotype",

@@ -116,6 +116,12 @@ def pretrain_backbone(root: Path, opts: Sequence[str]) -> dict[str, Any]:
     return record
 
 
+def stage_config(stage: str, opts: Sequence[str], backbone: str, seed: int, output_dir: Path):
+    """The config of demo `stage` ("search", "fcos", "fad") on the stage-0 `backbone` weights."""
+    common = [*opts, "MODEL.WEIGHT", backbone, "SEED", str(seed), "OUTPUT_DIR", str(output_dir)]
+    return load_config(packaged_config(CONFIGS[stage]), common)
+
+
 def head_cost(model: nn.Module, size: tuple[int, int]) -> dict[str, float]:
     """Parameters, GFLOPs and latency (ms, median) of a detector's head on the FPN levels of one
     `size` image (the backbone excluded: it is the same for both heads)."""
@@ -152,12 +158,9 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     backbone = pretrain_backbone(Path(backbone_root or out), opts)
-    common = [*opts, "MODEL.WEIGHT", backbone["weights"], "SEED", str(seed)]
 
     def config(stage: str):
-        return load_config(
-            packaged_config(CONFIGS[stage]), common + ["OUTPUT_DIR", str(out / stage)]
-        )
+        return stage_config(stage, opts, backbone["weights"], seed, out / stage)
 
     log.info("demo 1/4: searching the FAD towers on the pretrained backbone")
     search_report = run_search(config("search"))

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from fad.config import load_config
 from fad.demo import head_cost, read_json
 from fad.engine.train import run_training
 from fad.engine.trained import TrainedModel
@@ -28,6 +29,7 @@ from fad.runtime.atomic import atomic_write_text
 from fad.search_space.genotype import PRESETS, ROLES, Genotype, write_genotype_file
 from fad.search_space.ops import space_ops
 from fad.search_space.random_genotype import sample_genotype
+from fad.viz.study_plot import plot_study
 
 log = logging.getLogger("fad")
 RESULT_JSON = "result.json"
@@ -35,11 +37,23 @@ SAMPLER_SEED = 20200823  # the draws are the same for every study (ECCV 2020's f
 PAPER = "paper genotype"
 
 
-def draw_genotypes(num: int, num_nodes: int, space: str, seed: int = SAMPLER_SEED) -> list:
-    """`num` (box, cls) pairs drawn uniformly from the space, each tower independently."""
+def draw_genotypes(
+    num: int, num_nodes: dict[str, int], space: str, seed: int = SAMPLER_SEED
+) -> list[tuple[Genotype, Genotype]]:
+    """`num` (box, cls) pairs drawn uniformly from the space (`num_nodes` per role), each tower
+    independently."""
     generator = torch.Generator().manual_seed(seed)
     ops = space_ops(space)
-    return [tuple(sample_genotype(num_nodes, ops, generator) for _ in ROLES) for _ in range(num)]
+    return [
+        tuple(sample_genotype(num_nodes[role], ops, generator) for role in ROLES)
+        for _ in range(num)
+    ]
+
+
+def fad_space(cfg: Any) -> tuple[dict[str, int], str]:
+    """The nodes per tower and the op space of a FAD config (MODEL.FAD.*)."""
+    fad = cfg.MODEL.FAD
+    return {"box": fad.NUM_NODES_BOX, "cls": fad.NUM_NODES_CLS}, fad.SPACE
 
 
 def train_genotype(
@@ -74,11 +88,11 @@ def run_random_control(
     config: Callable[[Path], Any],
     *,
     num: int,
-    num_nodes: int,
-    space: str,
     size: tuple[int, int],
 ) -> dict[str, Any]:
-    """Train `num` random genotypes and the paper's (see the module doc); their records."""
+    """Train `num` random genotypes and the paper's (see the module doc); their records.
+    `config(folder)` is the FAD head's training config writing into `folder`."""
+    num_nodes, space = fad_space(config(out))
     records = {}
     for i, pair in enumerate(draw_genotypes(num, num_nodes, space)):
         log.info("random control: genotype %d of %d -> %s", i + 1, num, out / f"random_{i}")
@@ -110,3 +124,32 @@ def compare(
         "ranks": [1 + sum(r > ap for r in random_ap) for ap in searched],
         "beats_random_by_one_std": std > 0 and searched_mean - mean > std,
     }
+
+
+def run_study(
+    config_file: str,
+    opts: Sequence[str],
+    out: Path,
+    num: int,
+    searched: dict[str, Genotype] | None,
+) -> dict[str, Any]:
+    """`fad study random`: `num` random genotypes, the paper's and (if given) the searched one,
+    each trained with `config_file` + `opts` into `out`; the comparison, written as
+    ``random_study.json`` with its picture, and returned."""
+
+    def config(folder: Path):
+        return load_config(config_file, [*opts, "OUTPUT_DIR", str(folder)])
+
+    cfg = config(out)
+    size = (cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
+    records = run_random_control(out, config, num=num, size=size)
+    found = []
+    if searched is not None:
+        pair = (searched["box"], searched["cls"])
+        records["searched"] = train_genotype(out / "searched", pair, config, size)
+        found = [records["searched"]["AP"]]
+    comparison = compare({k: v for k, v in records.items() if k != "searched"}, found, [])
+    study = {"comparison": comparison, "records": records, "training_seed": cfg.SEED}
+    atomic_write_text(out / "random_study.json", json.dumps(study, indent=1) + "\n")
+    plot_study(comparison, out / "random_control", f"AP of {num} random genotypes")
+    return study

@@ -17,6 +17,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(finished seeds are reused)",
     )
     p.add_argument(
+        "--random",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --seeds: also train N genotypes drawn uniformly from the space (and the "
+        "paper's) exactly as the searched heads, and rank the searched heads among them",
+    )
+    p.add_argument(
         "opts",
         nargs=argparse.REMAINDER,
         metavar="KEY VALUE",
@@ -36,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     check_writable_folder(Path(args.out), "--out")
     setup_logger(args.out)
     if args.seeds is not None:
-        run_seed_study(args.out, args.opts or [], parse_seeds(args.seeds))
+        run_seed_study(args.out, args.opts or [], parse_seeds(args.seeds), random=args.random)
     else:
         run_demo(args.out, args.opts or [], seed=args.seed)
     return 0
