@@ -195,6 +195,12 @@ _C.SOLVER.SEARCH.FIRST_ORDER = True
 _C.SOLVER.SEARCH.METHOD = ""
 # fad: sampled methods (gdas): the Gumbel-softmax temperature at the first and the last alpha step
 _C.SOLVER.SEARCH.TAU = (10.0, 0.1)
+# fad: a head within a budget (fad/search/budget.py): GFLOPs of the trained head (COST_CELLS cells per
+# tower, 0: the search's own) on one INPUT.MIN_SIZE_TEST x MAX_SIZE_TEST image; 0 disables. Above it
+# the alpha loss gains COST_WEIGHT * (expected / budget - 1)
+_C.SOLVER.SEARCH.COST_BUDGET = 0.0
+_C.SOLVER.SEARCH.COST_WEIGHT = 1.0
+_C.SOLVER.SEARCH.COST_CELLS = 0
 _C.SOLVER.SEARCH.CLIP_GRAD_NORM = 20.0
 _C.SOLVER.SEARCH.ALPHA_HOLDOUT = 0.0  # fad: fraction of train images kept for the alpha stream
 # fad: the first WARMUP_ITERS iterations train the weights only; the alphas start moving after

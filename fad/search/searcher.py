@@ -38,6 +38,7 @@ from fad.runtime.checkpoint import (
     set_rng_state,
 )
 from fad.runtime.distributed import check_same_across_processes, is_main_process, wrap_ddp
+from fad.search.budget import Budget, cost_model
 from fad.search.convergence import settled_since, snapshot_convergence
 from fad.search.history import AlphaHistory
 from fad.search.methods import MethodOptions, SearchMethod, method_class
@@ -80,13 +81,21 @@ def final_convergence(history: AlphaHistory) -> dict[str, Any]:
     return {"convergence": figures, "settled_since": settled_since(history.snapshots)}
 
 
-def build_method(cls: type[SearchMethod], cfg: CN, state: SearchState) -> SearchMethod:
+def build_method(
+    cls: type[SearchMethod], cfg: CN, state: SearchState, num_classes: int
+) -> SearchMethod:
     """The run's search method over the model of `state`, from SOLVER.SEARCH.* and SEED."""
+    search = cfg.SOLVER.SEARCH
+    budget = None
+    if search.COST_BUDGET > 0:
+        costs = cost_model(cfg, num_classes)
+        budget = Budget(search.COST_BUDGET, search.COST_WEIGHT, costs)
     options = MethodOptions(
         seed=cfg.SEED,
         max_iter=cfg.SOLVER.MAX_ITER,
-        warmup_iters=cfg.SOLVER.SEARCH.WARMUP_ITERS,
-        tau=tuple(cfg.SOLVER.SEARCH.TAU),
+        warmup_iters=search.WARMUP_ITERS,
+        tau=tuple(search.TAU),
+        budget=budget,
     )
     return cls(state.model, state.alpha_optimizer, state.optimizer, options, state.precision)
 
@@ -135,7 +144,7 @@ def run_search(
     apply_speed_paths(model, cfg)
     current_genotypes(model)  # both towers searched, before any heavy work
     state = SearchState.build(model, cfg)
-    method = build_method(method_cls, cfg, state)
+    method = build_method(method_cls, cfg, state, len(class_names))
     state.method = method
     start_iter = 0
     if point.checkpoint is not None:
@@ -192,6 +201,11 @@ def run_search(
             "warmup_iters": int(cfg.SOLVER.SEARCH.WARMUP_ITERS),
             "genotype_stability": state.history.stability(stability_window(max_iter)),
             **final_convergence(state.history),
+            "cost": (
+                method.options.budget.report(model, method.derive())
+                if method.options.budget is not None
+                else None
+            ),
             "ims_per_batch": int(cfg.SOLVER.IMS_PER_BATCH),
         },
     )

@@ -136,3 +136,11 @@ def test_a_new_method_plugs_in_with_one_registry_line(tiny_shapes, tmp_path, mon
     alpha_keys = [k for k in final["model"] if ".alphas." in k]
     assert all(torch.equal(final["model"][k], start["model"][k]) for k in alpha_keys)
     assert final["search_method"] == {"name": "frozen"}
+
+
+def test_a_budgeted_search_reports_its_cost_beside_the_budget(tiny_shapes, tmp_path):
+    report = _search(tiny_shapes, tmp_path, "SOLVER.SEARCH.COST_BUDGET", "0.001")
+    cost = report["cost"]
+    assert cost["budget_gflops"] == 0.001
+    assert cost["genotype_gflops"] > cost["budget_gflops"] and cost["expected_gflops"] > 0
+    assert _search(tiny_shapes, tmp_path / "free")["cost"] is None

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from fad.errors import FadError
 from fad.runtime.precision import Precision
 from fad.search.architect import Architect, Batch, LossFn, detection_loss
+from fad.search.budget import Budget
 from fad.search_space.genotype import Genotype
 from fad.search_space.towers import SearchTower, alphas, derive_genotypes, search_towers
 
@@ -35,6 +36,7 @@ class MethodOptions:
     warmup_iters: int = 0
     tau: tuple[float, float] = (10.0, 0.1)  # sampled methods: temperature at start, at end
     loss_fn: LossFn = detection_loss
+    budget: Budget | None = None  # a cost penalty on the alpha loss (fad.search.budget)
 
 
 class SearchMethod:
@@ -70,7 +72,9 @@ class SearchMethod:
             alpha_optimizer,
             param_optimizer,
             first_order=self.first_order,
-            loss_fn=options.loss_fn,
+            loss_fn=options.loss_fn
+            if options.budget is None
+            else options.budget.penalized(options.loss_fn, model),
             precision=precision,
         )
 
@@ -96,8 +100,12 @@ class SearchMethod:
         return derive_genotypes(self.model)
 
     def values(self, iteration: int) -> dict[str, float]:
-        """What to log at `iteration` besides the losses (e.g. the temperature)."""
-        return {}
+        """What to log at `iteration` besides the losses (e.g. the temperature, the expected
+        head GFLOPs under a budget)."""
+        budget = self.options.budget
+        if budget is None:
+            return {}
+        return {"expected_gflops": budget.report(self.model, self.derive())["expected_gflops"]}
 
     def state_dict(self) -> dict[str, Any]:
         """The method's state besides the alpha optimizer's (plain data; name checked on load)."""

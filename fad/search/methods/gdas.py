@@ -45,7 +45,7 @@ class GDAS(SearchMethod):
         self.sampler.tau = self.tau(iteration)
 
     def values(self, iteration: int) -> dict[str, float]:
-        return {"tau": self.tau(iteration)}
+        return {**super().values(iteration), "tau": self.tau(iteration)}
 
     def release(self) -> None:
         """Give the towers back DARTS's softmax (e.g. to evaluate the supernet)."""
