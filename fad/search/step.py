@@ -43,7 +43,9 @@ def make_search_step(
     """One search iteration on a (weight batch, alpha batch) pair; returns the weight losses.
 
     Each iteration first lets ``method`` prepare the towers (`begin_iteration`: e.g. a
-    temperature, a sampling seed), then takes its alpha step, then the weight step.
+    temperature, a sampling seed), then takes its alpha step, then the weight step, then
+    `after_weight_step` (a one-level method steps the alphas there, on the weight batch's
+    gradient).
     The first ``warmup_iters`` iterations skip the alpha step (SOLVER.SEARCH.WARMUP_ITERS): the
     weights learn before the alphas judge them (their alpha batches are drawn all the same, so
     the streams do not depend on the warm-up).
@@ -75,13 +77,21 @@ def make_search_step(
         weight_raw, alpha_raw = batch
         prepare = {"iteration": iteration, "flip_prob": flip_prob, "device": device}
         weight_batch = prepare_batch(weight_raw, seed=seed, **prepare)
-        alpha_batch = prepare_batch(alpha_raw, seed=seed + ALPHA_SEED_OFFSET, **prepare)
+        alpha_batch = None
+        if method.uses_alpha_batch:
+            alpha_batch = prepare_batch(alpha_raw, seed=seed + ALPHA_SEED_OFFSET, **prepare)
         alpha_loss = None
         method.begin_iteration(iteration)
-        if iteration >= warmup_iters:
+        searching = iteration >= warmup_iters
+        if searching:
             alpha_loss = method.alpha_step(alpha_batch, weight_batch, check_alpha(iteration))
             check_finite_params(iteration, named, device, "alphas", "alpha step")
         losses = weight_step(iteration, weight_batch)
+        if searching:
+            joint = method.after_weight_step(losses, check_alpha(iteration))
+            if joint is not None:
+                alpha_loss = joint
+                check_finite_params(iteration, named, device, "alphas", "alpha step")
         if after_iteration is not None:
             after_iteration(iteration, alpha_loss)
         return losses

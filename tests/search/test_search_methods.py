@@ -39,6 +39,7 @@ METHOD_OPTS = {
     "darts_1st": [],
     "darts_2nd": ["SOLVER.SEARCH.FIRST_ORDER", "False", "SOLVER.OPTIMIZER", "SGD"],
     "gdas": ["SOLVER.SEARCH.METHOD", "gdas"],
+    "one_level": ["SOLVER.SEARCH.METHOD", "one_level"],
     "pcdarts": [
         "SOLVER.SEARCH.METHOD", "pcdarts",
         "MODEL.FAD.PARTIAL_CHANNELS", "4",

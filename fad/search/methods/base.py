@@ -53,6 +53,7 @@ class SearchMethod:
     name: ClassVar[str]
     first_order: ClassVar[bool] = True  # the alpha gradient at w (False: DARTS's unrolled w')
     samples: ClassVar[bool] = False  # a forward computes part of the supernet (DDP must know)
+    uses_alpha_batch: ClassVar[bool] = True  # False: the alpha stream's batches are not used
 
     def __init__(
         self,
@@ -91,9 +92,17 @@ class SearchMethod:
     def begin_iteration(self, iteration: int) -> None:
         """Prepare the towers' relaxation for `iteration` (before its alpha and weight steps)."""
 
-    def alpha_step(self, alpha_batch: Batch, weight_batch: Batch, check: Check | None) -> Tensor:
-        """One update of the architecture parameters; returns the alpha batch's loss."""
+    def alpha_step(
+        self, alpha_batch: Batch | None, weight_batch: Batch, check: Check | None
+    ) -> Tensor | None:
+        """One update of the architecture parameters before the weight step; returns the alpha
+        batch's loss (None: this method steps them in `after_weight_step`)."""
         return self.architect.step(alpha_batch, weight_batch, check=check)
+
+    def after_weight_step(self, losses: dict[str, Tensor], check: Check | None) -> Tensor | None:
+        """After the weight step of an iteration that searches: a one-level method's alpha
+        update on that step's gradients; returns its loss (None: nothing done here)."""
+        return None
 
     def derive(self) -> dict[str, Genotype]:
         """{"box": ..., "cls": ...}: the discrete cells of the current parameters."""
