@@ -140,6 +140,9 @@ _C.MODEL.FAD.REPSHARE = True  # fad: False builds every op as its own module (pl
 # fad: search supernets only: 1 / PARTIAL_CHANNELS of an edge's channels through its ops, and a
 # weight per edge, softmax(beta) (PC-DARTS; SOLVER.SEARCH.METHOD "pcdarts" needs both)
 _C.MODEL.FAD.PARTIAL_CHANNELS = 1
+# fad: RepShare's decouple 1x1 convs start as PyTorch inits them ("default", as the original) or as
+# the identity ("identity": every op's result starts at the scale of the op's own output)
+_C.MODEL.FAD.DECOUPLE_INIT = "default"
 _C.MODEL.FAD.EDGE_NORMALIZATION = False
 _C.MODEL.FAD.SPACE = "released"  # fad: "released" (10 ops + none) or "with_r3" (dilation-3 too)
 
@@ -193,6 +196,9 @@ _C.SOLVER.SEARCH.FIRST_ORDER = True
 # fad: the search method, fad.search.methods.METHODS: "darts_1st", "darts_2nd", "gdas", "pcdarts";
 # "" is DARTS of FIRST_ORDER's order (the original's key)
 _C.SOLVER.SEARCH.METHOD = ""
+# fad: first-order methods: True steps the alphas after the weight step, on its gradient (one
+# forward and backward per iteration; no alpha batch), False: on a batch of the alpha stream
+_C.SOLVER.SEARCH.ONE_LEVEL = False
 # fad: sampled methods (gdas): the Gumbel-softmax temperature at the first and the last alpha step
 _C.SOLVER.SEARCH.TAU = (10.0, 0.1)
 # fad: a head within a budget (fad/search/budget.py): GFLOPs of the trained head (COST_CELLS cells per

@@ -88,6 +88,7 @@ def tower_spec(cfg: CN, genotypes: dict[str, Genotype] | None) -> TowerSpec:
         head_init_reduce=("cls",) if fcos else ROLES,  # as the original heads
         partial_channels=fad.PARTIAL_CHANNELS if mode == "search" else 1,
         edge_normalization=fad.EDGE_NORMALIZATION and mode == "search",
+        decouple_init=fad.DECOUPLE_INIT,
     )
 
 

@@ -95,6 +95,7 @@ def build_method(
         max_iter=cfg.SOLVER.MAX_ITER,
         warmup_iters=search.WARMUP_ITERS,
         tau=tuple(search.TAU),
+        one_level=search.ONE_LEVEL,
         budget=budget,
     )
     return cls(state.model, state.alpha_optimizer, state.optimizer, options, state.precision)
@@ -194,7 +195,7 @@ def run_search(
         world_size=ctx.world_size,
         genotypes={role: str(g) for role, g in genotypes.items()},
         settings={
-            "method": method.name,
+            "method": method.name + (" one-level" if method.options.one_level else ""),
             "first_order": method.first_order,
             "repshare": bool(cfg.MODEL.FAD.REPSHARE),
             "alpha_holdout": float(cfg.SOLVER.SEARCH.ALPHA_HOLDOUT),

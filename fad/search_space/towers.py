@@ -40,8 +40,10 @@ from fad.search_space.ops import (
     unknown_name_error,
 )
 from fad.search_space.relaxation import NodeWeights, Relaxation, softmax_relaxation
+from fad.search_space.repshare import decouple_as_identity
 
 MODES = ("standard", "search", "genotype")
+DECOUPLE_INITS = ("default", "identity")
 ALPHA_INIT_STD = 1e-3
 HEAD_INIT_STD = 0.01
 
@@ -72,10 +74,15 @@ class TowerSpec:
     head_init_reduce: tuple[str, ...] = ("cls",)  # roles whose reduce conv gets N(0, 0.01)
     partial_channels: int = 1  # search edges: 1 / K of their channels through the ops (PC-DARTS)
     edge_normalization: bool = False  # search towers: a weight per edge, softmax(beta) (PC-DARTS)
+    decouple_init: str = (
+        "default"  # RepShare's decouple 1x1 convs: "default" (PyTorch) | "identity"
+    )
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise unknown_name_error("tower mode", self.mode, MODES)
+        if self.decouple_init not in DECOUPLE_INITS:
+            raise unknown_name_error("decouple init", self.decouple_init, DECOUPLE_INITS)
         space_ops(self.space)
         _check_positive("TowerSpec.num_convs", self.num_convs)
         check_group_norm_width("TowerSpec.channels", self.channels)
@@ -311,6 +318,9 @@ def build_tower(spec: TowerSpec, role: str) -> Tower:
         partial=spec.partial_channels,
     )
     cells = _cells(spec, tower, make)
+    if spec.decouple_init == "identity":
+        for cell in cells:
+            decouple_as_identity(cell)
     return SearchTower(
         role, cells, spec.channels, op_names, head_init, edge_normalization=spec.edge_normalization
     )

@@ -40,7 +40,7 @@ TINY = [
 METHODS = {
     "darts_1st": [],
     "gdas": ["SOLVER.SEARCH.METHOD", "gdas"],  # sampled ops: DDP sees unused parameters
-    "one_level": ["SOLVER.SEARCH.METHOD", "one_level"],  # alpha gradients reduced by DDP
+    "one-level": ["SOLVER.SEARCH.ONE_LEVEL", "True"],  # alpha gradients reduced by DDP
     "pcdarts": [
         "SOLVER.SEARCH.METHOD", "pcdarts",
         "MODEL.FAD.PARTIAL_CHANNELS", "2",

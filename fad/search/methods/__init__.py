@@ -9,12 +9,11 @@ from fad.errors import FadError
 from fad.search.methods.base import MethodOptions, SearchMethod
 from fad.search.methods.darts import DartsFirstOrder, DartsSecondOrder
 from fad.search.methods.gdas import GDAS
-from fad.search.methods.joint import OneLevel
 from fad.search.methods.pcdarts import PCDarts
 from fad.search_space.ops import unknown_name_error
 
 METHODS: dict[str, type[SearchMethod]] = {
-    method.name: method for method in (DartsFirstOrder, DartsSecondOrder, OneLevel, GDAS, PCDarts)
+    method.name: method for method in (DartsFirstOrder, DartsSecondOrder, GDAS, PCDarts)
 }
 
 

@@ -6,6 +6,13 @@ before each forward (`begin_iteration`: e.g. a temperature and a sampling seed),
 on a batch of the alpha stream, how a genotype is read off them, and its state in a checkpoint.
 Training's weight step is shared by every method (`fad.search.step`). New methods subclass
 `SearchMethod` and add one line to `fad.search.methods.METHODS`.
+
+One level (SOLVER.SEARCH.ONE_LEVEL, any first-order method): DARTS's bilevel search moves the
+alphas on a second batch before each weight step; the one-level form (DARTS's own ablation) takes
+the alphas' gradient from the weight step's backward, which computes it anyway, and steps them
+after it with their own optimizer: one forward and backward per iteration instead of two. As in
+the original FAD, whose default alpha stream draws from the training images, the alphas then
+follow the training loss.
 """
 
 from __future__ import annotations
@@ -35,6 +42,9 @@ class MethodOptions:
     max_iter: int = 1
     warmup_iters: int = 0
     tau: tuple[float, float] = (10.0, 0.1)  # sampled methods: temperature at start, at end
+    one_level: bool = (
+        False  # alphas stepped on the weight step's gradient (SOLVER.SEARCH.ONE_LEVEL)
+    )
     loss_fn: LossFn = detection_loss
     budget: Budget | None = None  # a cost penalty on the alpha loss (fad.search.budget)
 
@@ -53,7 +63,6 @@ class SearchMethod:
     name: ClassVar[str]
     first_order: ClassVar[bool] = True  # the alpha gradient at w (False: DARTS's unrolled w')
     samples: ClassVar[bool] = False  # a forward computes part of the supernet (DDP must know)
-    uses_alpha_batch: ClassVar[bool] = True  # False: the alpha stream's batches are not used
 
     def __init__(
         self,
@@ -78,6 +87,36 @@ class SearchMethod:
             else options.budget.penalized(options.loss_fn, model),
             precision=precision,
         )
+        if options.one_level:
+            self._check_one_level()
+
+    @property
+    def uses_alpha_batch(self) -> bool:
+        """False for a one-level search: the alpha stream's batches are not used."""
+        return not self.options.one_level
+
+    def _check_one_level(self) -> None:
+        if not self.first_order:
+            raise FadError(
+                f"SOLVER.SEARCH.ONE_LEVEL: {self.name!r} is second order, which needs an alpha "
+                "batch; use a first-order method"
+            )
+        if self.architect.precision.scaling:
+            raise FadError(
+                "SOLVER.SEARCH.ONE_LEVEL steps the alphas on the weight step's gradients, which "
+                "fp16 loss scaling leaves scaled: use SOLVER.AMP bf16 or off"
+            )
+        if self.options.budget is not None:
+            raise FadError(
+                "SOLVER.SEARCH.COST_BUDGET needs an alpha loss to add the penalty to: set "
+                "SOLVER.SEARCH.ONE_LEVEL False"
+            )
+        stepped = {id(p) for g in self.architect.param_optimizer.param_groups for p in g["params"]}
+        if any(id(a) in stepped for a in self.arch_params()):
+            raise FadError(
+                "SOLVER.SEARCH.ONE_LEVEL steps the alphas with their own optimizer: set "
+                "SOLVER.SEARCH.ALPHAS_IN_WEIGHT_STEP False"
+            )
 
     @classmethod
     def check_supernet(cls, partial_channels: int, edge_normalization: bool) -> None:
@@ -96,13 +135,23 @@ class SearchMethod:
         self, alpha_batch: Batch | None, weight_batch: Batch, check: Check | None
     ) -> Tensor | None:
         """One update of the architecture parameters before the weight step; returns the alpha
-        batch's loss (None: this method steps them in `after_weight_step`)."""
+        batch's loss (None in a one-level search: `after_weight_step` updates them)."""
+        if self.options.one_level:
+            self.architect.alpha_optimizer.zero_grad(set_to_none=True)  # the weight step fills
+            return None
         return self.architect.step(alpha_batch, weight_batch, check=check)
 
     def after_weight_step(self, losses: dict[str, Tensor], check: Check | None) -> Tensor | None:
-        """After the weight step of an iteration that searches: a one-level method's alpha
-        update on that step's gradients; returns its loss (None: nothing done here)."""
-        return None
+        """After the weight step of an iteration that searches: in a one-level search, the alpha
+        update on that step's gradients (its loss returned); else nothing (None)."""
+        if not self.options.one_level:
+            return None
+        loss = sum(value.detach() for value in losses.values())
+        if check is not None:
+            check(loss, self.architect.grad_norm())
+        self.architect.alpha_optimizer.step()
+        self.architect.alpha_optimizer.zero_grad(set_to_none=True)
+        return loss
 
     def derive(self) -> dict[str, Genotype]:
         """{"box": ..., "cls": ...}: the discrete cells of the current parameters."""
