@@ -50,6 +50,13 @@ def test_the_ground_floor_imports_nothing_else_from_fad(path):
     assert not others, f"{_module(path)} imports {others}"
 
 
+@pytest.mark.parametrize("path", [p for p in FILES if p != PACKAGE / "__init__.py"], ids=_module)
+def test_no_module_imports_the_package_root(path):
+    """`fad/__init__.py` re-exports the API (the top floor): `import fad` or `from fad import X`
+    inside the package climbs to it; name the module instead (e.g. `fad.runtime.version`)."""
+    assert "fad" not in _imports(path), f"{_module(path)} imports the package root fad"
+
+
 @pytest.mark.parametrize("path", sorted((PACKAGE / "search").rglob("*.py")), ids=_module)
 def test_the_search_is_built_on_training_pieces_not_on_the_train_command(path):
     assert not any(_climbs(i, ("fad.engine.train",)) for i in _imports(path))
@@ -59,3 +66,6 @@ def test_the_rules_see_a_violation(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n    from fad.engine.train import run_training\n")
     assert any(_climbs(i, HIGHER) for i in _imports(bad))
+    root = tmp_path / "root.py"
+    root.write_text("from fad import __version__\n")
+    assert "fad" in _imports(root)

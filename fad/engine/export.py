@@ -27,7 +27,6 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from fad import __version__
 from fad.data.image_io import read_image, to_tensor
 from fad.data.shapes import render_sample
 from fad.engine.exported import (
@@ -44,6 +43,7 @@ from fad.engine.trained import TrainedModel
 from fad.errors import FadError
 from fad.modeling.deploy import CategoryDetector, FixedSizeDetector
 from fad.runtime.atomic import atomic_write, atomic_write_text
+from fad.runtime.version import __version__
 
 log = logging.getLogger("fad")
 OPSET = 18
