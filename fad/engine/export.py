@@ -49,7 +49,7 @@ log = logging.getLogger("fad")
 OPSET = 18
 BOX_TOLERANCE = 1e-3  # px, relative to the coordinate (absolute below 1 px)
 SCORE_TOLERANCE = 1e-4
-MAX_SIDE = 4096
+SIDE_RANGE = (32, 4096)  # px, the sides of an export size (`--size`)
 
 
 @dataclass(frozen=True)
@@ -64,17 +64,6 @@ class ExportReport:
     detections: int
     max_box_error: float
     max_score_error: float
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'HxW' -> (H, W); anything else is a one-line FadError naming the value."""
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise FadError(f"--size {text!r}: expected HxW, e.g. 800x1333")
-    size = (int(parts[0]), int(parts[1]))
-    if not all(32 <= s <= MAX_SIDE for s in size):
-        raise FadError(f"--size {text!r}: each side must be in [32, {MAX_SIDE}]")
-    return size
 
 
 def check_destination(weights: Path, out: Path, fmt: str) -> None:
