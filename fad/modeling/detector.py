@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torchvision.ops import batched_nms, clip_boxes_to_image
 
 from fad.modeling.candidates import Selection
+from fad.modeling.loss import FocalLoss
 from fad.modeling.transform import TrainTestTransform
 from fad.runtime.precision import in_float32
 
@@ -30,6 +31,7 @@ class OneStageDetector(nn.Module):
         transform: resize, normalise and batch (`TrainTestTransform`).
         num_classes: the head's class logits (K).
         selection: the candidate selection's options.
+        focal: the focal loss of the class logits.
         **detector_options: the torchvision class's own keyword arguments.
 
     `forward(images, targets)` returns the loss dict in training mode and a list of detections
@@ -50,6 +52,7 @@ class OneStageDetector(nn.Module):
         *,
         num_classes: int,
         selection: Selection,
+        focal: FocalLoss,
         **detector_options: Any,
     ) -> None:
         super().__init__(  # the torchvision detector's
@@ -61,6 +64,7 @@ class OneStageDetector(nn.Module):
         )
         self.transform = transform
         self.reported_classes = selection.reported_classes or num_classes
+        self.focal = focal
 
     def level_detections(
         self, outputs: dict[str, Tensor], anchors: Tensor

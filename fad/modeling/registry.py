@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from torch import nn
 from yacs.config import CfgNode as CN
@@ -35,6 +35,28 @@ class DetectorParts(NamedTuple):
     prior_prob: float  # the initial probability of every class
     selection: Selection  # the candidate selection (reported classes: the data's)
     focal: FocalLoss
+
+    def head_options(self) -> dict[str, Any]:
+        """The keyword arguments every head takes (`fad.modeling.head.TowerHead`'s and the
+        prior): towers, FPN width, class logits, prior probability."""
+        box_tower, cls_tower = self.towers
+        return {
+            "box_tower": box_tower,
+            "cls_tower": cls_tower,
+            "in_channels": self.in_channels,
+            "num_classes": self.num_classes,
+            "prior_prob": self.prior_prob,
+        }
+
+    def detector_options(self, head: nn.Module) -> dict[str, Any]:
+        """The keyword arguments every detector takes (`OneStageDetector`'s) around `head`."""
+        return {
+            "backbone": self.backbone,
+            "head": head,
+            "transform": self.transform,
+            "selection": self.selection,
+            "focal": self.focal,
+        }
 
 
 @dataclass(frozen=True)

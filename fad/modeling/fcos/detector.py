@@ -52,11 +52,11 @@ class FCOSDetector(OneStageDetector, FCOS):
             transform,
             num_classes=head.cls_logits.out_channels,
             selection=selection,
+            focal=focal,
             center_sampling_radius=center_sampling_radius,
         )
         self.anchor_generator = LocationGrid(strides)
         self.norm_reg_targets = norm_reg_targets
-        self.focal = focal
         self.iou_loss_type = iou_loss_type
 
     def compute_loss(

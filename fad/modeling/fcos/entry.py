@@ -17,24 +17,17 @@ def build_fcos(section: CN, parts: DetectorParts) -> FCOSDetector:
     """MODEL.FCOS (FPN_STRIDES, NORM_REG_TARGETS, CENTERNESS_ON_REG, CENTER_SAMPLING_RADIUS,
     IOU_LOSS_TYPE) and the shared parts -> the detector."""
     head = FCOSTowerHead(
-        *parts.towers,
-        in_channels=parts.in_channels,
-        num_classes=parts.num_classes,
+        **parts.head_options(),
         num_levels=len(section.FPN_STRIDES),
-        prior_prob=parts.prior_prob,
         norm_reg_targets=section.NORM_REG_TARGETS,
         centerness_on_reg=section.CENTERNESS_ON_REG,
     )
     return FCOSDetector(
-        parts.backbone,
-        head,
-        parts.transform,
+        **parts.detector_options(head),
         strides=section.FPN_STRIDES,
         center_sampling_radius=section.CENTER_SAMPLING_RADIUS,
         norm_reg_targets=section.NORM_REG_TARGETS,
         iou_loss_type=section.IOU_LOSS_TYPE,
-        selection=parts.selection,
-        focal=parts.focal,
     )
 
 

@@ -53,12 +53,12 @@ class RetinaNetDetector(OneStageDetector, RetinaNet):
             transform,
             num_classes=head.num_classes,
             selection=selection,
+            focal=focal,
             anchor_generator=anchor_generator,
             fg_iou_thresh=fg_iou_thresh,
             bg_iou_thresh=bg_iou_thresh,
         )
         self.box_coder = BoxCoder(weights=BOX_CODER_WEIGHTS)
-        self.focal = focal
         self.bbox_reg_beta = bbox_reg_beta
         self.bbox_reg_weight = bbox_reg_weight
 

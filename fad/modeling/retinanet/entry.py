@@ -24,23 +24,15 @@ def build_retinanet(section: CN, parts: DetectorParts) -> RetinaNetDetector:
         r.ASPECT_RATIOS,
     )
     head = RetinaNetTowerHead(
-        *parts.towers,
-        in_channels=parts.in_channels,
-        num_classes=parts.num_classes,
-        num_anchors=anchors.num_anchors_per_location()[0],
-        prior_prob=parts.prior_prob,
+        **parts.head_options(), num_anchors=anchors.num_anchors_per_location()[0]
     )
     return RetinaNetDetector(
-        parts.backbone,
-        head,
-        parts.transform,
-        anchors,
+        **parts.detector_options(head),
+        anchor_generator=anchors,
         fg_iou_thresh=r.FG_IOU_THRESHOLD,
         bg_iou_thresh=r.BG_IOU_THRESHOLD,
         bbox_reg_beta=r.BBOX_REG_BETA,
         bbox_reg_weight=r.BBOX_REG_WEIGHT,
-        selection=parts.selection,
-        focal=parts.focal,
     )
 
 
