@@ -2,8 +2,8 @@
 
 The detector is traced once, as `FixedSizeDetector` (one image of a fixed size, see
 `fad.modeling.deploy`), with `torch.jit.trace`; the trace is the TorchScript file, or is converted
-to ONNX (opset 18, ONNX's NonMaxSuppression) by the TorchScript-based exporter, which converts
-this graph in seconds where the `torch.export`-based one took minutes. The fixed size makes every
+to ONNX (opset 18, ONNX's NonMaxSuppression) by the TorchScript-based exporter, the faster of
+the two on this graph (docs/performance.md, Export). The fixed size makes every
 shape but the number of candidates a constant, so the resize, padding and location grid are
 exactly the eager detector's; a dynamic size would have to redo the resize's rounding in the graph.
 

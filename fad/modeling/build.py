@@ -117,7 +117,7 @@ def tower_spec(cfg: CN, genotypes: dict[str, Genotype] | None) -> TowerSpec:
     return TowerSpec(
         mode=mode,
         channels=cfg.MODEL.RESNETS.BACKBONE_OUT_CHANNELS,
-        num_convs=head_section(cfg)[1].NUM_CONVS,
+        num_convs=cfg.MODEL[entry.section].NUM_CONVS,
         box=_cell_tower(fad, "box", genotypes),
         cls=_cell_tower(fad, "cls", genotypes),
         repshare=fad.REPSHARE,
