@@ -28,8 +28,8 @@ class RetinaNetDetector(OneStageDetector, RetinaNet):
     As the original: anchors from `anchor_generator` (an `AnchorGrid`), the box coder's weights
     (10, 10, 5, 5), targets and losses of `fad.modeling.retinanet.loss`; at inference, per level,
     the (anchor, class) pairs whose probability exceeds `score_thresh`, the best
-    `topk_candidates` of them, decoded, then class-wise NMS keeps at most `detections_per_img`,
-    scored by the class probability. Only the first `reported_classes` class logits become
+    `topk_candidates` of them, decoded and clipped, then class-wise NMS keeps at most
+    `detections_per_img`, scored by the class probability. Only the first `reported_classes` class logits become
     detections (the others are always negatives).
     """
 
