@@ -20,7 +20,7 @@ from fad.engine.trained import TrainedModel
 from fad.errors import FadError
 from fad.modeling.build import build_detector
 from fad.modeling.deploy import CategoryDetector
-from fad.modeling.fcos import FCOSDetector
+from fad.modeling.fcos.detector import FCOSDetector
 from fad.search_space.genotype import (
     ROLES,
     Genotype,

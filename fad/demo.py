@@ -34,7 +34,7 @@ from fad.engine.predict import predict
 from fad.engine.train import run_training
 from fad.engine.trained import TrainedModel
 from fad.errors import FadError
-from fad.modeling.cost import flop_counter
+from fad.modeling.cost import module_cost
 from fad.runtime.atomic import atomic_write_text
 from fad.runtime.memory import peak_rss_mib, reset_peak_rss
 from fad.search.searcher import run_search
@@ -148,8 +148,7 @@ def head_cost(model: nn.Module, size: tuple[int, int]) -> dict[str, float]:
     model = model.eval()
     with torch.no_grad():
         features = list(model.backbone(torch.zeros(1, 3, *size)).values())
-        with flop_counter() as counter:
-            model.head(features)
+        params, flops = module_cost(model.head, features)
         for _ in range(3):
             model.head(features)
         times = []
@@ -158,8 +157,8 @@ def head_cost(model: nn.Module, size: tuple[int, int]) -> dict[str, float]:
             model.head(features)
             times.append(time.perf_counter() - start)
     return {
-        "head_params": sum(p.numel() for p in model.head.parameters()),
-        "head_gflops": counter.get_total_flops() / 1e9,
+        "head_params": params,
+        "head_gflops": flops / 1e9,
         "head_latency_ms": 1000 * statistics.median(times),
     }
 

@@ -2,8 +2,8 @@
 
 The constraints are the components' own: the backbones and norms of `fad.modeling.backbone`, the
 op spaces and GroupNorm widths of `fad.search_space.ops`, the optimizers and warmups of
-`fad.solver`, the IoU losses of `fad.modeling.loss`, the detectors of `fad.modeling.build`; this
-module only names the keys.
+`fad.solver`, the detectors' sections of `fad.modeling.build` (each registered detector checks
+its own keys); this module only names the keys.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from typing import Any
 from yacs.config import CfgNode as CN
 
 from fad.errors import FadError
-from fad.modeling.backbone import FPN_STRIDES, NORMS, conv_body_depth
-from fad.modeling.build import detector_name
-from fad.modeling.loss import IOU_LOSS_TYPES
+from fad.modeling.backbone import NORMS, conv_body_depth
+from fad.modeling.build import validate_detectors
 from fad.runtime.precision import AMP_MODES
 from fad.runtime.seeding import MAX_SEED
 from fad.search_space.ops import SPACES, check_group_norm_width
@@ -214,35 +213,7 @@ def validate_config(cfg: CN, *, world_size: int = 1) -> None:
         "MODEL.BACKBONE.FREEZE_FPN True freezes a backbone that MODEL.WEIGHT leaves random: give "
         "pretrained weights (e.g. the demo's stage-0 model_final.pth) or set it False",
     )
-    _check(
-        m.FCOS.NUM_CLASSES >= 2, f"MODEL.FCOS.NUM_CLASSES must be >= 2, got {m.FCOS.NUM_CLASSES}"
-    )
-    _check(
-        tuple(m.FCOS.FPN_STRIDES) == FPN_STRIDES,
-        f"MODEL.FCOS.FPN_STRIDES must be {FPN_STRIDES} (P3-P7), got {tuple(m.FCOS.FPN_STRIDES)}",
-    )
-    _check(0 < m.FCOS.PRIOR_PROB < 1, "MODEL.FCOS.PRIOR_PROB must be in (0, 1)")
-    _check(
-        0 <= m.FCOS.INFERENCE_TH < 1,
-        f"MODEL.FCOS.INFERENCE_TH must be in [0, 1), got {m.FCOS.INFERENCE_TH}",
-    )
-    _check(0 < m.FCOS.NMS_TH <= 1, f"MODEL.FCOS.NMS_TH must be in (0, 1], got {m.FCOS.NMS_TH}")
-    _check(
-        m.FCOS.PRE_NMS_TOP_N >= 1,
-        f"MODEL.FCOS.PRE_NMS_TOP_N must be >= 1, got {m.FCOS.PRE_NMS_TOP_N}",
-    )
-    _check(m.FCOS.NUM_CONVS >= 1, "MODEL.FCOS.NUM_CONVS must be >= 1")
-    _check(
-        m.FCOS.IOU_LOSS_TYPE in IOU_LOSS_TYPES,
-        f"MODEL.FCOS.IOU_LOSS_TYPE must be one of {IOU_LOSS_TYPES}, got {m.FCOS.IOU_LOSS_TYPE!r}",
-    )
-    _check(
-        m.FCOS.CENTER_SAMPLING_RADIUS >= 0,
-        "MODEL.FCOS.CENTER_SAMPLING_RADIUS must be >= 0 (0: no centre sampling), "
-        f"got {m.FCOS.CENTER_SAMPLING_RADIUS}",
-    )
-    _check_retinanet(m.RETINANET)
-    detector_name(cfg)
+    validate_detectors(cfg)
     for tower in ("BOX", "CLS"):
         for field in ("NUM_CELLS", "NUM_NODES"):
             key = f"{field}_{tower}"
@@ -262,38 +233,3 @@ def _check_amp(amp: str) -> None:
         amp in AMP_MODES,
         f"SOLVER.AMP must be one of {tuple(AMP_MODES)}, got {amp!r}{hint}",
     )
-
-
-def _check_retinanet(r: CN) -> None:
-    """MODEL.RETINANET.*: anchors on P3-P7, thresholds and loss parameters in range."""
-    key = "MODEL.RETINANET"
-    _check(r.NUM_CLASSES >= 2, f"{key}.NUM_CLASSES must be >= 2, got {r.NUM_CLASSES}")
-    _check(
-        tuple(r.ANCHOR_STRIDES) == FPN_STRIDES,
-        f"{key}.ANCHOR_STRIDES must be {FPN_STRIDES} (P3-P7), got {tuple(r.ANCHOR_STRIDES)}",
-    )
-    _check(
-        len(r.ANCHOR_SIZES) == len(FPN_STRIDES) and min(r.ANCHOR_SIZES) > 0,
-        f"{key}.ANCHOR_SIZES needs {len(FPN_STRIDES)} sizes > 0 (one per level P3-P7), "
-        f"got {tuple(r.ANCHOR_SIZES)}",
-    )
-    _check(
-        len(r.ASPECT_RATIOS) > 0 and min(r.ASPECT_RATIOS) > 0,
-        f"{key}.ASPECT_RATIOS needs ratios > 0, got {tuple(r.ASPECT_RATIOS)}",
-    )
-    _check(r.OCTAVE > 0, f"{key}.OCTAVE must be > 0, got {r.OCTAVE}")
-    _check(r.SCALES_PER_OCTAVE >= 1, f"{key}.SCALES_PER_OCTAVE must be >= 1")
-    _check(r.NUM_CONVS >= 1, f"{key}.NUM_CONVS must be >= 1")
-    _check(
-        0 <= r.BG_IOU_THRESHOLD <= r.FG_IOU_THRESHOLD <= 1,
-        f"{key}.BG_IOU_THRESHOLD ({r.BG_IOU_THRESHOLD}) <= FG_IOU_THRESHOLD "
-        f"({r.FG_IOU_THRESHOLD}), both in [0, 1]",
-    )
-    _check(0 < r.PRIOR_PROB < 1, f"{key}.PRIOR_PROB must be in (0, 1)")
-    _check(0 <= r.LOSS_ALPHA <= 1, f"{key}.LOSS_ALPHA must be in [0, 1]")
-    _check(r.LOSS_GAMMA >= 0, f"{key}.LOSS_GAMMA must be >= 0")
-    _check(r.BBOX_REG_BETA >= 0, f"{key}.BBOX_REG_BETA must be >= 0 (0: L1)")
-    _check(r.BBOX_REG_WEIGHT > 0, f"{key}.BBOX_REG_WEIGHT must be > 0")
-    _check(0 < r.NMS_TH <= 1, f"{key}.NMS_TH must be in (0, 1]")
-    _check(0 <= r.INFERENCE_TH < 1, f"{key}.INFERENCE_TH must be in [0, 1)")
-    _check(r.PRE_NMS_TOP_N >= 1, f"{key}.PRE_NMS_TOP_N must be >= 1")

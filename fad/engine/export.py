@@ -2,8 +2,8 @@
 
 The detector is traced once, as `FixedSizeDetector` (one image of a fixed size, see
 `fad.modeling.deploy`), with `torch.jit.trace`; the trace is the TorchScript file, or is converted
-to ONNX (opset 18, ONNX's NonMaxSuppression) by the TorchScript-based exporter, which converts
-this graph in seconds where the `torch.export`-based one took minutes. The fixed size makes every
+to ONNX (opset 18, ONNX's NonMaxSuppression) by the TorchScript-based exporter, the faster of
+the two on this graph (docs/performance.md, Export). The fixed size makes every
 shape but the number of candidates a constant, so the resize, padding and location grid are
 exactly the eager detector's; a dynamic size would have to redo the resize's rounding in the graph.
 
@@ -27,7 +27,6 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from fad import __version__
 from fad.data.image_io import read_image, to_tensor
 from fad.data.shapes import render_sample
 from fad.engine.exported import (
@@ -44,12 +43,13 @@ from fad.engine.trained import TrainedModel
 from fad.errors import FadError
 from fad.modeling.deploy import CategoryDetector, FixedSizeDetector
 from fad.runtime.atomic import atomic_write, atomic_write_text
+from fad.runtime.version import __version__
 
 log = logging.getLogger("fad")
 OPSET = 18
 BOX_TOLERANCE = 1e-3  # px, relative to the coordinate (absolute below 1 px)
 SCORE_TOLERANCE = 1e-4
-MAX_SIDE = 4096
+SIDE_RANGE = (32, 4096)  # px, the sides of an export size (`--size`)
 
 
 @dataclass(frozen=True)
@@ -64,17 +64,6 @@ class ExportReport:
     detections: int
     max_box_error: float
     max_score_error: float
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'HxW' -> (H, W); anything else is a one-line FadError naming the value."""
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise FadError(f"--size {text!r}: expected HxW, e.g. 800x1333")
-    size = (int(parts[0]), int(parts[1]))
-    if not all(32 <= s <= MAX_SIDE for s in size):
-        raise FadError(f"--size {text!r}: each side must be in [32, {MAX_SIDE}]")
-    return size
 
 
 def check_destination(weights: Path, out: Path, fmt: str) -> None:

@@ -14,11 +14,11 @@ import torch
 from torch import nn
 from yacs.config import CfgNode as CN
 
-from fad import __version__
 from fad.config import load_config
 from fad.errors import FadError
 from fad.modeling.build import build_detector
 from fad.runtime.checkpoint import CheckpointMeta, load_checkpoint, load_model_state
+from fad.runtime.version import __version__
 from fad.search_space.genotype import Genotype, parse_genotype
 
 
