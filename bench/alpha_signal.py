@@ -31,6 +31,7 @@ from fad.modeling.build import apply_speed_paths, build_detector  # noqa: E402
 from fad.runtime.checkpoint import load_checkpoint  # noqa: E402
 from fad.search.architect import _grads, detection_loss  # noqa: E402
 from fad.search.streams import ALPHA_SEED_OFFSET, search_streams  # noqa: E402
+from fad.search_space.relaxation import GumbelSample  # noqa: E402
 from fad.search_space.towers import search_towers  # noqa: E402
 
 
@@ -39,6 +40,12 @@ def main() -> None:
     parser.add_argument("checkpoint")
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--batches", type=int, default=64)
+    parser.add_argument(
+        "--gumbel-tau",
+        type=float,
+        default=0.0,
+        help="> 0: GDAS's sampled relaxation at this temperature (one sample per batch)",
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     cfg = load_config(args.config_file, args.opts)
@@ -50,9 +57,14 @@ def main() -> None:
     ctx = RunContext(torch.device("cpu"), 0, 1, Path("."), None)
     batches = search_streams(datasets, 0.0, train_loader_options(cfg, ctx, 0))
     towers = {t.role: t for t in search_towers(model)}
+    generator = torch.Generator()
+    if args.gumbel_tau > 0:
+        for tower in towers.values():
+            tower.relaxation = GumbelSample(args.gumbel_tau, generator)
     grads: dict[str, list[torch.Tensor]] = {role: [] for role in towers}
     for i in range(args.batches):
         _, raw = next(batches)
+        generator.manual_seed(i)
         seed = cfg.SEED + ALPHA_SEED_OFFSET
         batch = prepare_batch(raw, seed=seed, iteration=i, flip_prob=0.5, device=ctx.device)
         loss = detection_loss(model, batch)

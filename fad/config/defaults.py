@@ -143,6 +143,9 @@ _C.MODEL.FAD.PARTIAL_CHANNELS = 1
 # fad: RepShare's decouple 1x1 convs start as PyTorch inits them ("default", as the original) or as
 # the identity ("identity": every op's result starts at the scale of the op's own output)
 _C.MODEL.FAD.DECOUPLE_INIT = "default"
+# fad: search supernets only: False leaves 'none' out of the ops the alphas weigh (a genotype never
+# keeps it; its weight only absorbs what the loss asks of an edge's scale). True: as the original
+_C.MODEL.FAD.SEARCH_NONE = True
 _C.MODEL.FAD.EDGE_NORMALIZATION = False
 _C.MODEL.FAD.SPACE = "released"  # fad: "released" (10 ops + none) or "with_r3" (dilation-3 too)
 

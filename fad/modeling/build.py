@@ -128,6 +128,7 @@ def tower_spec(cfg: CN, genotypes: dict[str, Genotype] | None) -> TowerSpec:
         partial_channels=fad.PARTIAL_CHANNELS if mode == "search" else 1,
         edge_normalization=fad.EDGE_NORMALIZATION and mode == "search",
         decouple_init=fad.DECOUPLE_INIT,
+        search_none=fad.SEARCH_NONE,
     )
 
 

@@ -33,6 +33,7 @@ from fad.search_space.genotype import (
     validate_genotype,
 )
 from fad.search_space.ops import (
+    NONE,
     ConvUnit,
     check_group_norm_width,
     check_partial_width,
@@ -74,9 +75,8 @@ class TowerSpec:
     head_init_reduce: tuple[str, ...] = ("cls",)  # roles whose reduce conv gets N(0, 0.01)
     partial_channels: int = 1  # search edges: 1 / K of their channels through the ops (PC-DARTS)
     edge_normalization: bool = False  # search towers: a weight per edge, softmax(beta) (PC-DARTS)
-    decouple_init: str = (
-        "default"  # RepShare's decouple 1x1 convs: "default" (PyTorch) | "identity"
-    )
+    decouple_init: str = "default"  # RepShare's decouple 1x1s: "default" (PyTorch), "identity"
+    search_none: bool = True  # search towers: 'none' among the ops (its alpha column), as DARTS
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -308,7 +308,7 @@ def build_tower(spec: TowerSpec, role: str) -> Tower:
     if spec.mode == "genotype":
         make = functools.partial(FixedCell, tower.genotype, edge_channels=tower.edge_channels)
         return FixedTower(role, _cells(spec, tower, make), spec.channels, head_init)
-    op_names = space_ops(spec.space)
+    op_names = tuple(n for n in space_ops(spec.space) if spec.search_none or n != NONE)
     make = functools.partial(
         SearchCell,
         tower.num_nodes,
