@@ -27,7 +27,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from fad.runtime.atomic import atomic_write, atomic_write_text, fsync_dir
+from fad.runtime.atomic import (
+    atomic_write_bytes,
+    atomic_write_text,
+    fsync_dir,
+    remove_stale_temporaries,
+)
 from fad.runtime.errors import FadError
 
 log = logging.getLogger("fad")
@@ -108,23 +113,22 @@ def save_checkpoint(folder: Path, name: str, payload: dict[str, Any]) -> Path:
         )
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    atomic_write(path, lambda f: f.write(buffer.getbuffer()))
+    atomic_write_bytes(path, buffer.getbuffer())
     atomic_write_text(folder / POINTER, name + "\n")
     return path
 
 
 def remove_partial_writes(folder: Path) -> int:
-    """Delete the temporary files (`.NAME.*.tmp`) of atomic writes whose writer was killed.
-
-    Call at the start of a run, before anything saves; returns how many were removed.
-    """
-    removed = 0
-    for tmp in Path(folder).glob(".?*.*.tmp"):
-        tmp.unlink(missing_ok=True)
-        removed += 1
+    """Delete the temporary files of fad's own atomic writes in `folder` whose writer was killed
+    (`.NAME.fad-PID-XXXXXXXX.tmp`, PID gone; see `fad.runtime.atomic`); any other file, a
+    user's `*.tmp` included, is left alone. Call at the start of a run, before anything saves;
+    returns how many were removed."""
+    removed = remove_stale_temporaries(Path(folder))
     if removed:
-        log.info("removed %d partial file(s) left by an interrupted run in %s", removed, folder)
-    return removed
+        log.info(
+            "removed %d partial file(s) left by an interrupted run in %s", len(removed), folder
+        )
+    return len(removed)
 
 
 @dataclass(frozen=True)
