@@ -21,6 +21,7 @@ from fad.config import save_config
 from fad.data.build import TrainLoaderOptions, build_datasets
 from fad.data.detection import DetectionDataset
 from fad.errors import FadError
+from fad.modeling.build import train_min_sizes
 from fad.runtime.checkpoint import ResumePoint, remove_partial_writes
 from fad.runtime.distributed import get_rank, get_world_size, init_from_env
 from fad.runtime.lock import FolderOwner, own_folder
@@ -127,7 +128,18 @@ def train_loader_options(cfg: CN, ctx: RunContext, start_iter: int) -> TrainLoad
         rank=ctx.rank,
         world_size=ctx.world_size,
         max_bad_fraction=cfg.DATALOADER.MAX_BAD_IMAGE_FRACTION,
+        resize=train_resize(cfg),
     )
+
+
+def train_resize(cfg: CN) -> tuple[int, int]:
+    """(smallest min_size, max_size) of the detector's resize in training."""
+    return min(train_min_sizes(cfg)), cfg.INPUT.MAX_SIZE_TRAIN
+
+
+def inference_resize(cfg: CN) -> tuple[int, int]:
+    """(min_size, max_size) of the detector's resize in evaluation and prediction."""
+    return cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST
 
 
 def open_tensorboard(ctx: RunContext, enabled: bool):
