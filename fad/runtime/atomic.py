@@ -15,7 +15,7 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -44,7 +44,31 @@ def atomic_write_bytes(path: Path, data: bytes | memoryview) -> None:
     that the system did not report is a one-line FadError naming `path`; the temp file is
     removed and `path` is left as it was.
     """
-    path = Path(path)
+    atomic_write_files([(Path(path), data)])
+
+
+def atomic_write_files(files: Sequence[tuple[Path, bytes | memoryview]]) -> None:
+    """Write several files that belong together: every temp file is written and checked first
+    (a failure leaves all of them as they were), then they are renamed into place in the given
+    order, one right after the other."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for path, data in files:
+            staged.append((_stage(Path(path), data), Path(path)))
+        for tmp, path in staged:
+            try:
+                os.replace(tmp, path)
+            except OSError as exc:
+                raise FadError(f"could not write {path}: {exc.strerror or exc}") from exc
+    finally:
+        for tmp, _ in staged:
+            _remove_quietly(tmp)
+    for folder in {path.parent for _, path in staged}:
+        fsync_dir(folder)
+
+
+def _stage(path: Path, data: bytes | memoryview) -> Path:
+    """A complete, fsynced temp file for `path` holding `data` (its size checked)."""
     tmp = make_temporary(path)
     try:
         fd = os.open(tmp, os.O_WRONLY)
@@ -59,14 +83,13 @@ def atomic_write_bytes(path: Path, data: bytes | memoryview) -> None:
                 f"could not write {path}: {size} of {len(data)} bytes reached the disk "
                 "(a full disk?); the previous file is untouched"
             )
-        os.replace(tmp, path)
     except OSError as exc:
         _remove_quietly(tmp)
         raise FadError(f"could not write {path}: {exc.strerror or exc}") from exc
     except BaseException:
         _remove_quietly(tmp)
         raise
-    fsync_dir(path.parent)
+    return tmp
 
 
 def make_temporary(path: Path) -> Path:
