@@ -18,7 +18,12 @@ from fad import __version__
 from fad.config import load_config
 from fad.errors import FadError
 from fad.modeling.build import build_detector
-from fad.runtime.checkpoint import CheckpointMeta, load_checkpoint, load_model_state
+from fad.runtime.checkpoint import (
+    CheckpointMeta,
+    load_checkpoint,
+    load_model_state,
+    non_finite_entry,
+)
 from fad.search_space.genotype import Genotype, parse_genotype
 
 
@@ -75,9 +80,15 @@ class TrainedModel:
         if not path.is_file():
             raise FadError(f"MODEL.WEIGHT {path}: file not found")
         ckpt = load_checkpoint(path)
-        meta = CheckpointMeta.from_checkpoint(ckpt)
+        meta = CheckpointMeta.from_checkpoint(ckpt, str(path))
         if not meta.class_names:
             raise FadError(f"{path} has no class names; was it written by fad train?")
+        bad = [k for k, v in ckpt["model"].items() if not torch.is_tensor(v)]
+        if bad:
+            raise FadError(f"{path}: model.{bad[0]} is not a tensor")
+        bad = non_finite_entry(ckpt["model"])
+        if bad is not None:
+            raise FadError(f"{path}: model.{bad} holds non-finite values (NaN or Inf)")
         genotypes = {
             role: parse_genotype(text, source=f"{path}[{role}]")
             for role, text in meta.genotypes.items()
