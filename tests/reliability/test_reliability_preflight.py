@@ -162,3 +162,22 @@ def test_a_deeply_nested_yaml_config_is_a_one_line_error(tmp_path):
     bad.write_text("SOLVER:\n  STEPS: " + "[" * 1000 + "]" * 1000 + "\n")
     with pytest.raises(FadError, match=f"{bad}: invalid YAML: nested too deeply"):
         load_config(bad)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--seeds=-1"], ["--seeds", "0,99999999999"], ["--seed", "-3"], ["SOLVER.GAMMA", "-1"]],
+    ids=["negative_seeds", "huge_seed", "negative_seed", "bad_override"],
+)
+def test_demo_checks_its_seeds_and_overrides_before_stage_0(
+    argv, tmp_path, capsys, monkeypatch, no_heavy_work
+):
+    monkeypatch.setattr(
+        "fad.demo.run_training", lambda *a, **k: pytest.fail("stage 0 started before the checks")
+    )
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fad demo: error: ") and err.count("\n") == 1
+    assert "SEED must be in [0, " in err or "SOLVER.GAMMA must be > 0" in err
+    assert not out.exists()
