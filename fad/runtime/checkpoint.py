@@ -34,6 +34,7 @@ from fad.runtime.atomic import (
     remove_stale_temporaries,
 )
 from fad.runtime.errors import FadError
+from fad.runtime.limits import check_regular_file
 
 log = logging.getLogger("fad")
 POINTER = "last_checkpoint"
@@ -226,6 +227,12 @@ def _load_problem(exc: Exception) -> str:
 def read_tensor_file(path: Path, what: str = "checkpoint") -> Any:
     """`torch.load(path, weights_only=True)` on the CPU; any failure is a one-line
     `UnreadableFileError` (a file holding code, e.g. a pickled object, is refused, never run)."""
+    if not os.path.lexists(path):
+        raise UnreadableFileError(f"{what} not found: {path}", "not found")
+    try:
+        check_regular_file(path, what)  # a named pipe would block torch.load forever
+    except FadError as exc:
+        raise UnreadableFileError(str(exc), str(exc).rsplit(" is ", 1)[-1]) from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. the pickle-protocol notes of refused files

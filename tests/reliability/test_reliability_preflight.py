@@ -12,7 +12,7 @@ from fad.errors import FadError
 from fad.search_space.genotype import parse_genotype, read_genotype_file
 
 TRAIN_FAULTS = [
-    (["DATASETS.TRAIN", "('',)"], "unknown dataset ''"),
+    (["DATASETS.TRAIN", "('',)"], "DATASETS.TRAIN must hold dataset names"),
     (["DATASETS.TRAIN", "('coco_2017_trian',)"], "Did you mean 'coco_2017_train'?"),
     (["DATASETS.TRAIN", "()"], "DATASETS.TRAIN is empty"),
     (["DATASETS.TRAIN", "('/no/such/dir@/no/such.json',)"], "missing /no/such/dir"),
@@ -77,7 +77,7 @@ EVAL_FAULTS = [
     (["MODEL.WEIGHT", ""], "MODEL.WEIGHT is empty"),
     (["TEST.DETECTIONS_PER_IMG", "0"], "TEST.DETECTIONS_PER_IMG must be >= 1"),
     (["SEED", "-1"], "SEED must be in [0, 2147483647]"),
-    (["DATASETS.TEST", "('',)"], "unknown dataset ''"),
+    (["DATASETS.TEST", "('',)"], "DATASETS.TEST must hold dataset names"),
 ]
 
 
