@@ -229,6 +229,7 @@ def _check_input(cfg: CN) -> None:
         len(inp.PIXEL_MEAN) == 3 and len(inp.PIXEL_STD) == 3,
         "INPUT.PIXEL_MEAN/STD need 3 values",
     )
+    _check(min(inp.PIXEL_STD) > 0, f"INPUT.PIXEL_STD must be > 0, got {tuple(inp.PIXEL_STD)}")
     _check(0 <= inp.HORIZONTAL_FLIP_PROB_TRAIN <= 1, "INPUT.HORIZONTAL_FLIP_PROB_TRAIN in [0, 1]")
 
     _check_pixels(inp, cfg.MODEL.WEIGHT)
