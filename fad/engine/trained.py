@@ -17,7 +17,7 @@ from yacs.config import CfgNode as CN
 from fad import __version__
 from fad.config import load_config
 from fad.errors import FadError
-from fad.modeling.build import build_detector
+from fad.modeling.build import build_detector, head_section
 from fad.runtime.checkpoint import (
     CheckpointMeta,
     load_checkpoint,
@@ -93,7 +93,14 @@ class TrainedModel:
             role: parse_genotype(text, source=f"{path}[{role}]")
             for role, text in meta.genotypes.items()
         }
-        return cls(path, ckpt["model"], meta, genotypes)
+        trained = cls(path, ckpt["model"], meta, genotypes)
+        key, head = head_section(trained.config())
+        if len(meta.class_names) > head.NUM_CLASSES - 1:
+            raise FadError(
+                f"{path}: stored meta field 'class_names' has {len(meta.class_names)} names for "
+                f"a head of {head.NUM_CLASSES - 1} classes ({key}.NUM_CLASSES in its config)"
+            )
+        return trained
 
     @property
     def class_names(self) -> list[str]:

@@ -37,6 +37,13 @@ FAULTS = {
         lambda c: c["meta"].update(category_ids=[1, 3, 5]),
         "field 'category_ids' has 3 ids for 5 class_names",
     ),
+    "more_names_than_the_head": (
+        lambda c: c["meta"].update(
+            class_names=[*c["meta"]["class_names"], "extra"],
+            category_ids=[*c["meta"]["category_ids"], 99],
+        ),
+        "has 6 names for a head of 5 classes",
+    ),
     "genotypes_list": (
         lambda c: c["meta"].update(genotypes=[1]),
         "field 'genotypes' must map tower names",
