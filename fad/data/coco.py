@@ -100,9 +100,11 @@ def load_coco_json(ann_file: str | os.PathLike[str]) -> dict[str, Any]:
         raise FadError(f"{path}: invalid json at line {exc.lineno} column {exc.colno}") from exc
     except RecursionError:
         raise FadError(f"{path}: invalid json: nested too deeply") from None
+    except UnicodeDecodeError as exc:
+        raise FadError(f"cannot read annotation file {path}: {exc}") from exc
     except ValueError as exc:  # e.g. an integer of more than 4300 digits
         raise FadError(f"{path}: invalid json: {shown(str(exc))[1:-1]}") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise FadError(f"cannot read annotation file {path}: {exc}") from exc
     if not isinstance(data, dict):
         raise FadError(f"{path}: expected a json object at the top level")

@@ -51,7 +51,8 @@ def missing_images(datasets: Sequence[DetectionDataset]) -> dict[int, str]:
         for i in range(len(dataset)):
             path = Path(dataset.img_dir) / dataset.get_img_info(i)["file_name"]
             if not path.is_file():
-                missing[start + i] = f"image not found: {path}"
+                kind = "is not a regular file" if path.exists() else "not found"
+                missing[start + i] = f"image {kind}: {path}"
         start += len(dataset)
     return missing
 
