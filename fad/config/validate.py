@@ -9,6 +9,7 @@ its own keys); this module only names the keys.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +18,7 @@ from yacs.config import CfgNode as CN
 from fad.errors import FadError
 from fad.modeling.backbone import NORMS, conv_body_depth
 from fad.modeling.build import validate_detectors
+from fad.runtime.limits import MAX_INPUT_SIDE, shown
 from fad.runtime.precision import AMP_MODES
 from fad.runtime.seeding import MAX_SEED
 from fad.search_space.ops import SPACES, check_group_norm_width
@@ -41,6 +43,37 @@ UNSUPPORTED_VALUES: dict[str, tuple[object, str]] = {
     "MODEL.FPN.USE_RELU": (False, "torchvision's FPN has no ReLU"),
 }
 TORCHVISION_PRETRAINED = ("catalog://", "torchvision://", "ResNet", "ResNeXt", "http")
+DEVICE_RE = re.compile(r"cpu|cuda(:\d{1,3})?")
+# Budgets on sizes that set how much memory and time a run takes (far above any real setting):
+# a typo such as INPUT.MIN_SIZE_TRAIN (100000,) is an error, not minutes of swapping.
+UPPER_BOUNDS: dict[str, int] = {
+    "INPUT.MAX_SIZE_TRAIN": MAX_INPUT_SIDE,
+    "INPUT.MIN_SIZE_TEST": MAX_INPUT_SIDE,
+    "INPUT.MAX_SIZE_TEST": MAX_INPUT_SIDE,
+    "SOLVER.MAX_ITER": 10**9,
+    "SOLVER.IMS_PER_BATCH": 1024,
+    "TEST.IMS_PER_BATCH": 1024,
+    "TEST.DETECTIONS_PER_IMG": 10_000,
+    "DATALOADER.NUM_WORKERS": 128,
+    "DATALOADER.SIZE_DIVISIBILITY": 1024,
+    "MODEL.RESNETS.BACKBONE_OUT_CHANNELS": 2048,
+    "MODEL.RESNETS.NUM_GROUPS": 256,
+    "MODEL.RESNETS.WIDTH_PER_GROUP": 1024,
+    "MODEL.FCOS.NUM_CLASSES": 10_001,
+    "MODEL.FCOS.NUM_CONVS": 32,
+    "MODEL.FCOS.PRE_NMS_TOP_N": 100_000,
+    "MODEL.RETINANET.NUM_CLASSES": 10_001,
+    "MODEL.RETINANET.NUM_CONVS": 32,
+    "MODEL.RETINANET.PRE_NMS_TOP_N": 100_000,
+    "MODEL.RETINANET.SCALES_PER_OCTAVE": 16,
+    "MODEL.FAD.NUM_CELLS_BOX": 16,
+    "MODEL.FAD.NUM_CELLS_CLS": 16,
+    "MODEL.FAD.NUM_NODES_BOX": 16,
+    "MODEL.FAD.NUM_NODES_CLS": 16,
+    "MODEL.FAD.NUM_CHANNELS_BOX": 2048,
+    "MODEL.FAD.NUM_CHANNELS_CLS": 2048,
+}
+MAX_ASPECT_RATIOS = 16
 
 
 def _check_unsupported(cfg: CN) -> None:
@@ -113,6 +146,21 @@ def validate_config(cfg: CN, *, world_size: int = 1) -> None:
         problem = non_finite_value(key, value)
         _check(not problem, problem)
     _check(0 <= cfg.SEED <= MAX_SEED, f"SEED must be in [0, {MAX_SEED}], got {cfg.SEED}")
+    _check_solver(cfg, world_size)
+    _check_input(cfg)
+    _check_model(cfg)
+    _check_budgets(cfg)
+    _check_rates(cfg.SOLVER)
+    for key in ("TRAIN", "TEST"):
+        for name in cfg.DATASETS[key]:
+            _check(
+                isinstance(name, str) and bool(name.strip()),
+                f"DATASETS.{key} must hold dataset names (non-empty strings), got {shown(name)}",
+            )
+
+
+def _check_solver(cfg: CN, world_size: int) -> None:
+    """SOLVER.*, TEST.* and DATALOADER.*."""
     s = cfg.SOLVER
     _check(s.MAX_ITER > 0, f"SOLVER.MAX_ITER must be > 0, got {s.MAX_ITER}")
     _check(s.BASE_LR > 0, f"SOLVER.BASE_LR must be > 0, got {s.BASE_LR}")
@@ -179,6 +227,9 @@ def validate_config(cfg: CN, *, world_size: int = 1) -> None:
     bad = cfg.DATALOADER.MAX_BAD_IMAGE_FRACTION
     _check(0 <= bad < 1, f"DATALOADER.MAX_BAD_IMAGE_FRACTION must be in [0, 1), got {bad}")
 
+
+def _check_input(cfg: CN) -> None:
+    """INPUT.*, the pixel statistics against MODEL.WEIGHT, the original's unsupported keys."""
     inp = cfg.INPUT
     _check(len(inp.MIN_SIZE_TRAIN) > 0, "INPUT.MIN_SIZE_TRAIN must not be empty")
     _check(all(v > 0 for v in inp.MIN_SIZE_TRAIN), "INPUT.MIN_SIZE_TRAIN sizes must be > 0")
@@ -192,11 +243,15 @@ def validate_config(cfg: CN, *, world_size: int = 1) -> None:
         len(inp.PIXEL_MEAN) == 3 and len(inp.PIXEL_STD) == 3,
         "INPUT.PIXEL_MEAN/STD need 3 values",
     )
+    _check(min(inp.PIXEL_STD) > 0, f"INPUT.PIXEL_STD must be > 0, got {tuple(inp.PIXEL_STD)}")
     _check(0 <= inp.HORIZONTAL_FLIP_PROB_TRAIN <= 1, "INPUT.HORIZONTAL_FLIP_PROB_TRAIN in [0, 1]")
 
     _check_pixels(inp, cfg.MODEL.WEIGHT)
     _check_unsupported(cfg)
 
+
+def _check_model(cfg: CN) -> None:
+    """MODEL.*: backbone, FCOS and RetinaNet heads, FAD towers, device."""
     m = cfg.MODEL
     conv_body_depth(m.BACKBONE.CONV_BODY)
     _check(
@@ -223,6 +278,71 @@ def validate_config(cfg: CN, *, world_size: int = 1) -> None:
     _check(
         m.FAD.SPACE in SPACES,
         f"MODEL.FAD.SPACE must be one of {tuple(SPACES)}, got {m.FAD.SPACE!r}",
+    )
+    _check(
+        DEVICE_RE.fullmatch(m.DEVICE) is not None,
+        f"MODEL.DEVICE must be 'cpu', 'cuda' or 'cuda:N', got {shown(m.DEVICE)}",
+    )
+
+
+def _value(cfg: CN, key: str) -> Any:
+    for part in key.split("."):
+        cfg = cfg[part]
+    return cfg
+
+
+def _check_budgets(cfg: CN) -> None:
+    """The sizes of `UPPER_BOUNDS`, the training sizes and the anchors per location."""
+    for key, limit in UPPER_BOUNDS.items():
+        value = _value(cfg, key)
+        _check(value <= limit, f"{key} must be <= {limit}, got {shown(value)}")
+    inp = cfg.INPUT
+    _check(inp.MAX_SIZE_TRAIN > 0, f"INPUT.MAX_SIZE_TRAIN must be > 0, got {inp.MAX_SIZE_TRAIN}")
+    for key in ("MIN_SIZE_TRAIN", "MIN_SIZE_RANGE_TRAIN"):
+        sizes = tuple(inp[key])
+        _check(
+            max(sizes) <= MAX_INPUT_SIDE,
+            f"INPUT.{key} sizes must be <= {MAX_INPUT_SIDE}, got {shown(sizes)}",
+        )
+    r = cfg.MODEL.RETINANET
+    _check(
+        len(r.ASPECT_RATIOS) <= MAX_ASPECT_RATIOS,
+        f"MODEL.RETINANET.ASPECT_RATIOS holds at most {MAX_ASPECT_RATIOS} ratios, "
+        f"got {len(r.ASPECT_RATIOS)}",
+    )
+    _check(
+        max(r.ANCHOR_SIZES) <= 4 * MAX_INPUT_SIDE and r.OCTAVE <= 16,
+        f"MODEL.RETINANET.ANCHOR_SIZES must be <= {4 * MAX_INPUT_SIDE} and OCTAVE <= 16, got "
+        f"{shown(tuple(r.ANCHOR_SIZES))} and {r.OCTAVE}",
+    )
+
+
+def _check_rates(s: CN) -> None:
+    """Factors that scale a learning rate or a decay: a negative one would train backwards."""
+    _check(s.GAMMA > 0, f"SOLVER.GAMMA must be > 0 (the lr is multiplied by it), got {s.GAMMA}")
+    _check(s.BIAS_LR_FACTOR > 0, f"SOLVER.BIAS_LR_FACTOR must be > 0, got {s.BIAS_LR_FACTOR}")
+    _check(
+        0 < s.WARMUP_FACTOR <= 1, f"SOLVER.WARMUP_FACTOR must be in (0, 1], got {s.WARMUP_FACTOR}"
+    )
+    _check(
+        s.WEIGHT_DECAY_BIAS >= 0,
+        f"SOLVER.WEIGHT_DECAY_BIAS must be >= 0, got {s.WEIGHT_DECAY_BIAS}",
+    )
+    _check(min(s.STEPS, default=0) >= 0, f"SOLVER.STEPS must be >= 0, got {tuple(s.STEPS)}")
+    _check(s.CLIP_GRAD_NORM >= 0, f"SOLVER.CLIP_GRAD_NORM must be >= 0, got {s.CLIP_GRAD_NORM}")
+    a = s.SEARCH
+    _check(a.BASE_LR_ALPHA > 0, f"SOLVER.SEARCH.BASE_LR_ALPHA must be > 0, got {a.BASE_LR_ALPHA}")
+    _check(
+        a.WEIGHT_DECAY_ALPHA >= 0,
+        f"SOLVER.SEARCH.WEIGHT_DECAY_ALPHA must be >= 0, got {a.WEIGHT_DECAY_ALPHA}",
+    )
+    _check(
+        len(a.BETAS_ALPHA) == 2 and all(0 <= b < 1 for b in a.BETAS_ALPHA),
+        f"SOLVER.SEARCH.BETAS_ALPHA must be two numbers in [0, 1), got {tuple(a.BETAS_ALPHA)}",
+    )
+    _check(
+        a.CLIP_GRAD_NORM >= 0,
+        f"SOLVER.SEARCH.CLIP_GRAD_NORM must be >= 0, got {a.CLIP_GRAD_NORM}",
     )
 
 

@@ -9,7 +9,11 @@ exactly the eager detector's; a dynamic size would have to redo the resize's rou
 
 The file is built in memory, read back through `ExportedDetector` (onnxruntime for ONNX) and run
 on sample images next to the PyTorch detector; only when every image gives the same detections
-is it written (atomically), with `FILE.json` beside it. Nothing is written otherwise.
+is it written, with `FILE.json` beside it. Nothing is written otherwise. The two files are
+written to temporaries first (both complete and checked), then renamed into place, the json
+first: a kill between the renames leaves a json whose `model_sha256` does not match the model,
+which readers warn about (`fad.engine.exported.check_sidecar`). Temporary files of a killed
+export are removed by the next export to the same file.
 """
 
 from __future__ import annotations
@@ -37,19 +41,25 @@ from fad.engine.exported import (
     ExportedDetector,
     ExportMeta,
     first_line,
+    sidecar_text,
     torchscript_extra_files,
 )
 from fad.engine.trained import TrainedModel
 from fad.errors import FadError
 from fad.modeling.deploy import CategoryDetector, FixedSizeDetector
-from fad.runtime.atomic import atomic_write, atomic_write_text
+from fad.runtime.atomic import (
+    atomic_write_files,
+    check_writable_folder,
+    remove_stale_temporaries,
+)
+from fad.runtime.limits import MAX_INPUT_SIDE
 from fad.runtime.version import __version__
 
 log = logging.getLogger("fad")
 OPSET = 18
 BOX_TOLERANCE = 1e-3  # px, relative to the coordinate (absolute below 1 px)
 SCORE_TOLERANCE = 1e-4
-SIDE_RANGE = (32, 4096)  # px, the sides of an export size (`--size`)
+SIDE_RANGE = (32, MAX_INPUT_SIDE)  # px, the sides of an export size (`--size`)
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,7 @@ def check_destination(weights: Path, out: Path, fmt: str) -> None:
         raise FadError(f"--out {out} is the weights file itself; choose another name")
     if out.is_dir():
         raise FadError(f"--out {out} is a folder; give a file name")
+    check_writable_folder(out.parent, "the folder of --out")
     missing = [m for m in ("onnx", "onnxruntime") if fmt == "onnx" and not find_spec(m)]
     if missing:
         raise FadError(
@@ -217,8 +228,9 @@ def export_detector(
         count += len(expected["boxes"])
     if not count:
         log.warning("the sample images gave no detections: the check compared only empty outputs")
-    atomic_write(out, lambda f: f.write(data))
     meta_path = out.with_name(out.name + ".json")
-    atomic_write_text(meta_path, meta.to_json() + "\n")
+    for stale in remove_stale_temporaries(out.parent, {out.name, meta_path.name}):
+        log.info("removed %s, left by an interrupted export", stale)
+    atomic_write_files([(meta_path, sidecar_text(meta, data).encode("utf-8")), (out, data)])
     seconds = time.perf_counter() - start
     return ExportReport(out, meta_path, seconds, len(data), len(samples), count, *worst)

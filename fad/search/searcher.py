@@ -153,6 +153,7 @@ def run_search(
         log.info("resuming the search from %s at iteration %d", point.path, start_iter)
     else:
         state.history.record(model, 0, checkpoint=True)
+    ctx.start_writing()  # every check passed: config.yaml, log.txt, set-asides
     max_iter = cfg.SOLVER.MAX_ITER
     meta = checkpoint_meta(cfg, class_names, None, CHECKPOINT_KIND)
 
