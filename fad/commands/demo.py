@@ -56,9 +56,9 @@ def check_stage_configs(out: Path, opts: Sequence[str], seeds: Sequence[int]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from fad.errors import FadError
     from fad.demo import run_demo
     from fad.demo_seeds import parse_seeds, run_seed_study
+    from fad.errors import FadError
     from fad.runtime.atomic import check_writable_folder
     from fad.runtime.lock import own_folder
     from fad.runtime.logger import setup_logger
