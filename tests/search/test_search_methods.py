@@ -146,9 +146,17 @@ def test_a_new_method_plugs_in_with_one_registry_line(tiny_shapes, tmp_path, mon
     assert final["search_method"] == {"name": "frozen"}
 
 
-def test_a_budgeted_search_reports_its_cost_beside_the_budget(tiny_shapes, tmp_path):
-    report = _search(tiny_shapes, tmp_path, "SOLVER.SEARCH.COST_BUDGET", "0.001")
-    cost = report["cost"]
+@pytest.mark.parametrize("one_level", ["False", "True"])
+def test_a_budgeted_search_reports_its_cost_and_is_pushed_to_cheaper_ops(
+    tiny_shapes, tmp_path, one_level
+):
+    level = ["SOLVER.SEARCH.ONE_LEVEL", one_level]
+    tight = _search(tiny_shapes, tmp_path / "tight", *level, "SOLVER.SEARCH.COST_BUDGET", "0.001")
+    loose = _search(tiny_shapes, tmp_path / "loose", *level, "SOLVER.SEARCH.COST_BUDGET", "1000")
+    cost = tight["cost"]
     assert cost["budget_gflops"] == 0.001
     assert cost["genotype_gflops"] > cost["budget_gflops"] and cost["expected_gflops"] > 0
-    assert _search(tiny_shapes, tmp_path / "free")["cost"] is None
+    # the same seed and data: only the penalty differs, and it lowers the expected cost
+    assert cost["expected_gflops"] < loose["cost"]["expected_gflops"]
+    if one_level == "False":
+        assert _search(tiny_shapes, tmp_path / "free")["cost"] is None

@@ -106,11 +106,6 @@ class SearchMethod:
                 "SOLVER.SEARCH.ONE_LEVEL steps the alphas on the weight step's gradients, which "
                 "fp16 loss scaling leaves scaled: use SOLVER.AMP bf16 or off"
             )
-        if self.options.budget is not None:
-            raise FadError(
-                "SOLVER.SEARCH.COST_BUDGET needs an alpha loss to add the penalty to: set "
-                "SOLVER.SEARCH.ONE_LEVEL False"
-            )
         stepped = {id(p) for g in self.architect.param_optimizer.param_groups for p in g["params"]}
         if any(id(a) in stepped for a in self.arch_params()):
             raise FadError(
@@ -147,6 +142,11 @@ class SearchMethod:
         if not self.options.one_level:
             return None
         loss = sum(value.detach() for value in losses.values())
+        budget = self.options.budget
+        if budget is not None:  # the same on every process: the alphas stay in lockstep
+            penalty = budget.penalty(list(search_towers(self.model)))
+            penalty.backward()
+            loss = loss + penalty.detach()
         if check is not None:
             check(loss, self.architect.grad_norm())
         self.architect.alpha_optimizer.step()
