@@ -207,7 +207,8 @@ def add_random_control(
 
     cfg = config(out / "random")
     size = (cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
-    records = run_random_control(out / "random", config, num=num, size=size)
+    budget = stage_config("search", opts, backbone, seeds[0], out).SOLVER.SEARCH.COST_BUDGET
+    records = run_random_control(out / "random", config, num=num, size=size, max_gflops=budget)
     comparison = compare(
         records,
         [reports[s]["rows"][FAD_ROW]["AP"] for s in seeds],
@@ -215,7 +216,12 @@ def add_random_control(
     )
     title = f"AP of {num} random genotypes vs the searched heads ({len(seeds)} seeds)"
     plot_study(comparison, out / "random_control", title)
-    return {"comparison": comparison, "records": records, "training_seed": seeds[0]}
+    return {
+        "comparison": comparison,
+        "records": records,
+        "training_seed": seeds[0],
+        "max_gflops": budget or None,
+    }
 
 
 def random_control_lines(control: dict[str, Any]) -> list[str]:
@@ -223,7 +229,12 @@ def random_control_lines(control: dict[str, Any]) -> list[str]:
     c = control["comparison"]
     lines = [
         "",
-        f"## Random control: {len(c['random_ap'])} genotypes drawn uniformly from the space",
+        f"## Random control: {len(c['random_ap'])} genotypes drawn uniformly from the space"
+        + (
+            f" within the search's budget ({control['max_gflops']:.3f} head GFLOPs)"
+            if control.get("max_gflops")
+            else ""
+        ),
         "",
         "Trained exactly as the searched heads (same config, budget, backbone), with seed "
         f"{control['training_seed']}. Random genotypes: AP {c['random_mean']:.3f} ± "

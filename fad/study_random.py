@@ -25,7 +25,10 @@ from fad.config import load_config
 from fad.demo import head_cost, read_json
 from fad.engine.train import run_training
 from fad.engine.trained import TrainedModel
+from fad.errors import FadError
+from fad.modeling.build import head_section
 from fad.runtime.atomic import atomic_write_text
+from fad.search.budget import cost_model
 from fad.search_space.genotype import PRESETS, ROLES, Genotype, write_genotype_file
 from fad.search_space.ops import space_ops
 from fad.search_space.random_genotype import sample_genotype
@@ -33,21 +36,46 @@ from fad.viz.study_plot import plot_study
 
 log = logging.getLogger("fad")
 RESULT_JSON = "result.json"
+MAX_DRAWS_PER_PICK = 1000
 SAMPLER_SEED = 20200823  # the draws are the same for every study (ECCV 2020's first day)
 PAPER = "paper genotype"
 
 
 def draw_genotypes(
-    num: int, num_nodes: dict[str, int], space: str, seed: int = SAMPLER_SEED
+    num: int,
+    num_nodes: dict[str, int],
+    space: str,
+    seed: int = SAMPLER_SEED,
+    accept: Callable[[tuple[Genotype, Genotype]], bool] | None = None,
 ) -> list[tuple[Genotype, Genotype]]:
     """`num` (box, cls) pairs drawn uniformly from the space (`num_nodes` per role), each tower
-    independently."""
+    independently; with `accept`, uniformly from the pairs it accepts (rejection sampling: a
+    FadError when MAX_DRAWS_PER_PICK x `num` draws did not find `num`)."""
     generator = torch.Generator().manual_seed(seed)
     ops = space_ops(space)
-    return [
-        tuple(sample_genotype(num_nodes[role], ops, generator) for role in ROLES)
-        for _ in range(num)
-    ]
+    picked: list[tuple[Genotype, Genotype]] = []
+    for _ in range(MAX_DRAWS_PER_PICK * num):
+        pair = tuple(sample_genotype(num_nodes[role], ops, generator) for role in ROLES)
+        if accept is None or accept(pair):
+            picked.append(pair)
+        if len(picked) == num:
+            return picked
+    raise FadError(
+        f"{MAX_DRAWS_PER_PICK * num} genotypes drawn, {len(picked)} within the budget: too few "
+        "members of the space fit it (raise the budget)"
+    )
+
+
+def within_budget(cfg: Any, max_gflops: float) -> Callable[[tuple[Genotype, Genotype]], bool]:
+    """Whether a (box, cls) pair's trained head costs at most `max_gflops` GFLOPs as the search's
+    budget counts it (`fad.search.budget`, with the towers of `cfg`)."""
+    _, section = head_section(cfg)
+    costs = cost_model(cfg, section.NUM_CLASSES - 1)  # NUM_CLASSES counts the background
+
+    def accept(pair: tuple[Genotype, Genotype]) -> bool:
+        return costs.of_genotypes(dict(zip(ROLES, pair, strict=True))) <= max_gflops * 1e9
+
+    return accept
 
 
 def fad_space(cfg: Any) -> tuple[dict[str, int], str]:
@@ -89,12 +117,16 @@ def run_random_control(
     *,
     num: int,
     size: tuple[int, int],
+    max_gflops: float = 0.0,
 ) -> dict[str, Any]:
     """Train `num` random genotypes and the paper's (see the module doc); their records.
-    `config(folder)` is the FAD head's training config writing into `folder`."""
-    num_nodes, space = fad_space(config(out))
+    `config(folder)` is the FAD head's training config writing into `folder`; `max_gflops` > 0
+    draws only genotypes whose head costs at most that (the searched head's budget)."""
+    cfg = config(out)
+    num_nodes, space = fad_space(cfg)
+    accept = within_budget(cfg, max_gflops) if max_gflops > 0 else None
     records = {}
-    for i, pair in enumerate(draw_genotypes(num, num_nodes, space)):
+    for i, pair in enumerate(draw_genotypes(num, num_nodes, space, accept=accept)):
         log.info("random control: genotype %d of %d -> %s", i + 1, num, out / f"random_{i}")
         records[f"random_{i}"] = train_genotype(out / f"random_{i}", pair, config, size)
     log.info("random control: the paper's genotype -> %s", out / "paper")
@@ -132,6 +164,7 @@ def run_study(
     out: Path,
     num: int,
     searched: dict[str, Genotype] | None,
+    max_gflops: float = 0.0,
 ) -> dict[str, Any]:
     """`fad study random`: `num` random genotypes, the paper's and (if given) the searched one,
     each trained with `config_file` + `opts` into `out`; the comparison, written as
@@ -142,14 +175,19 @@ def run_study(
 
     cfg = config(out)
     size = (cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
-    records = run_random_control(out, config, num=num, size=size)
+    records = run_random_control(out, config, num=num, size=size, max_gflops=max_gflops)
     found = []
     if searched is not None:
         pair = (searched["box"], searched["cls"])
         records["searched"] = train_genotype(out / "searched", pair, config, size)
         found = [records["searched"]["AP"]]
     comparison = compare({k: v for k, v in records.items() if k != "searched"}, found, [])
-    study = {"comparison": comparison, "records": records, "training_seed": cfg.SEED}
+    study = {
+        "comparison": comparison,
+        "records": records,
+        "training_seed": cfg.SEED,
+        "max_gflops": max_gflops or None,
+    }
     atomic_write_text(out / "random_study.json", json.dumps(study, indent=1) + "\n")
     plot_study(comparison, out / "random_control", f"AP of {num} random genotypes")
     return study

@@ -8,9 +8,12 @@ import json
 import pytest
 
 from fad.cli import main
+from fad.config import load_config
 from fad.demo_seeds import random_control_lines
+from fad.errors import FadError
+from fad.search.budget import cost_model
 from fad.search_space.genotype import parse_genotype
-from fad.study_random import PAPER, compare, draw_genotypes
+from fad.study_random import PAPER, compare, draw_genotypes, within_budget
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -41,6 +44,27 @@ def test_draws_are_fixed_and_follow_the_configured_nodes():
         str(g) for pair in draw_genotypes(3, {"box": 2, "cls": 3}, "released") for g in pair
     ]
     assert all(box.num_nodes == 2 and cls.num_nodes == 3 for box, cls in first)
+
+
+def test_draws_within_a_budget_cost_at_most_the_budget_and_an_impossible_one_is_an_error(
+    shapes_config,
+):
+    cfg = load_config(
+        str(shapes_config.parent / "fad_imprv_R_18_FPN.yaml"),
+        ["MODEL.WEIGHT", "", "MODEL.BACKBONE.FREEZE_FPN", "False"],
+    )
+    nodes = {"box": 3, "cls": 3}
+    costs = cost_model(cfg, cfg.MODEL.FCOS.NUM_CLASSES - 1)
+    gflops = [
+        costs.of_genotypes(dict(zip(("box", "cls"), pair))) / 1e9
+        for pair in draw_genotypes(20, nodes, "released")
+    ]
+    budget = sorted(gflops)[5]  # about a quarter of the space fits
+    pairs = draw_genotypes(4, nodes, "released", accept=within_budget(cfg, budget))
+    fitted = [costs.of_genotypes(dict(zip(("box", "cls"), p))) / 1e9 for p in pairs]
+    assert len(fitted) == 4 and max(fitted) <= budget < max(gflops)
+    with pytest.raises(FadError, match="within the budget"):
+        draw_genotypes(2, nodes, "released", accept=within_budget(cfg, 1e-6))
 
 
 @pytest.mark.slow

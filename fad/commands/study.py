@@ -17,6 +17,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     r.add_argument("--num", type=int, default=5, help="random genotypes (default %(default)s)")
     r.add_argument("--out", default="training_dir/random_study", help="default %(default)s")
+    r.add_argument(
+        "--max-gflops",
+        type=float,
+        default=0.0,
+        metavar="G",
+        help="draw only genotypes whose trained head costs at most G GFLOPs (the searched "
+        "head's SOLVER.SEARCH.COST_BUDGET: a control of the same cost); 0: any",
+    )
     add_genotype_args(r)
     add_config_args(r)
     r.set_defaults(func=run)
@@ -36,10 +44,12 @@ def run(args: argparse.Namespace) -> int:
         raise FadError(f"--num {args.num}: a spread needs at least 2 random genotypes")
     if not args.config_file:
         raise FadError("--config-file: the FAD head's training config is required")
+    if not 0 <= args.max_gflops < float("inf"):
+        raise FadError(f"--max-gflops must be a finite number >= 0, got {args.max_gflops}")
     out = Path(args.out)
     check_writable_folder(out, "--out")
     setup_logger(out)
     searched = genotypes_from_args(args)
-    study = run_study(args.config_file, args.opts or [], out, args.num, searched)
+    study = run_study(args.config_file, args.opts or [], out, args.num, searched, args.max_gflops)
     print("\n".join(random_control_lines(study)))
     return 0
