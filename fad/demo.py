@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from torch import nn
 
 from fad.config import load_config
@@ -97,7 +98,7 @@ def pretrain_backbone(root: Path, opts: Sequence[str]) -> dict[str, Any]:
                 f"{folder / BACKBONE_JSON} was made with the overrides {record.get('opts')}, "
                 f"not {list(opts)}; pick another --out"
             )
-        if record.get("config") != cfg.dump():
+        if not same_config(record.get("config"), cfg):
             raise FadError(
                 f"{folder / BACKBONE_JSON} was made with another stage-0 config than "
                 f"{CONFIGS['backbone']} resolves to now (another fad version?); pick another "
@@ -117,6 +118,40 @@ def pretrain_backbone(root: Path, opts: Sequence[str]) -> dict[str, Any]:
     }
     atomic_write_text(folder / BACKBONE_JSON, json.dumps(record, indent=1) + "\n")
     return record
+
+
+def same_config(dumped: Any, cfg: Any) -> bool:
+    """Whether `dumped` (a config's YAML dump, as a record stores it) resolves to `cfg`: equal
+    values, and keys it lacks (added by a later fad) at their defaults."""
+    if not isinstance(dumped, str):
+        return False
+    try:
+        old = yaml.safe_load(dumped)
+    except yaml.YAMLError:
+        return False
+    return isinstance(old, dict) and _same_values(old, yaml.safe_load(cfg.dump()), _defaults())
+
+
+def _defaults() -> dict[str, Any]:
+    from fad.config.defaults import get_default_config
+
+    return yaml.safe_load(get_default_config().dump())
+
+
+def _same_values(old: dict, new: dict, default: Any) -> bool:
+    if set(old) - set(new):
+        return False  # a key the current config no longer has
+    for key, value in new.items():
+        fallback = default.get(key) if isinstance(default, dict) else None
+        if key not in old:
+            if value != fallback:
+                return False
+        elif isinstance(value, dict) and isinstance(old[key], dict):
+            if not _same_values(old[key], value, fallback):
+                return False
+        elif old[key] != value:
+            return False
+    return True
 
 
 class StageMeter:

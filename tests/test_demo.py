@@ -61,6 +61,14 @@ def test_a_stored_backbone_is_reused_only_with_the_same_resolved_config(tmp_path
         pretrain_backbone(tmp_path, [])
     with pytest.raises(FadError, match="with the overrides"):
         pretrain_backbone(tmp_path, ["SOLVER.MAX_ITER", "5"])
+    # a record from before a key existed: reused while the key is at its default
+    older = {**record, "config": config.replace("\n    FEATURE_CACHE_MB: 0\n", "\n")}
+    assert older != record
+    (folder / BACKBONE_JSON).write_text(json.dumps(older))
+    assert pretrain_backbone(tmp_path, [])["weights"] == "w.pth"
+    monkeypatch.setattr("fad.demo._defaults", lambda: {"MODEL": {"BACKBONE": {}}})
+    with pytest.raises(FadError, match="another stage-0 config"):
+        pretrain_backbone(tmp_path, [])
 
 
 def test_head_cost_is_the_heads_module_cost(shapes_config):
