@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from scratch_search import ORIGINAL_SEARCH
 
 HERE = Path(__file__).resolve().parent
 PIN = HERE / "regression_pin.json"
@@ -43,6 +44,7 @@ TINY = [
     "SOLVER.SEARCH.WARMUP_ITERS", "0",
     "DATALOADER.NUM_WORKERS", "0",
     "TEST.IMS_PER_BATCH", "3",
+    *ORIGINAL_SEARCH,  # the pin was taken on the original's setting
 ]  # fmt: skip
 SEARCHES = {
     "first_order": [],
