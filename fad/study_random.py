@@ -24,7 +24,7 @@ import torch
 from fad.config import load_config
 from fad.demo import head_cost, read_json
 from fad.engine.train import run_training
-from fad.engine.trained import TrainedModel
+from fad.engine.trained_model import TrainedModel
 from fad.runtime.atomic import atomic_write_text
 from fad.search_space.genotype import PRESETS, ROLES, Genotype, write_genotype_file
 from fad.search_space.ops import space_ops

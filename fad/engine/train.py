@@ -22,9 +22,9 @@ from fad.engine.run import (
     start_run,
     train_loader_options,
 )
-from fad.engine.state import TrainState
-from fad.engine.step import WeightStep, prepare_batch
-from fad.engine.trained import checkpoint_meta
+from fad.engine.train_state import TrainState
+from fad.engine.trained_model import checkpoint_meta
+from fad.engine.weight_step import WeightStep, prepare_batch
 from fad.modeling.build import apply_speed_paths, build_detector
 from fad.runtime.checkpoint import (
     CheckpointMeta,

@@ -5,7 +5,7 @@ A checkpoint is a dict of tensors and plain data: `model` (the state dict), `opt
 (see `CheckpointMeta`) and, for searches, `alpha_optimizer` and `alpha_history`. Nothing in it is
 executed: files are read with `weights_only=True`. Writes are atomic, and the `last_checkpoint`
 pointer is updated only after the file is complete, so a crash never leaves a half checkpoint.
-What a weights file means as a detector (config, classes, genotypes) is `fad.engine.trained`.
+What a weights file means as a detector (config, classes, genotypes) is `fad.engine.trained_model`.
 """
 
 from __future__ import annotations

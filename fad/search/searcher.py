@@ -28,7 +28,7 @@ from fad.engine.run import (
     start_run,
     train_loader_options,
 )
-from fad.engine.trained import checkpoint_meta
+from fad.engine.trained_model import checkpoint_meta
 from fad.errors import FadError
 from fad.modeling.build import apply_speed_paths, build_detector
 from fad.runtime.checkpoint import (
@@ -38,14 +38,15 @@ from fad.runtime.checkpoint import (
     set_rng_state,
 )
 from fad.runtime.distributed import check_same_across_processes, is_main_process, wrap_ddp
+from fad.search.alpha_monitor import LOG_PERIOD, AlphaMonitor, stability_window
 from fad.search.budget import Budget, cost_model
 from fad.search.convergence import settled_since, snapshot_convergence
 from fad.search.history import AlphaHistory
 from fad.search.methods import MethodOptions, SearchMethod, method_class
 from fad.search.outputs import current_genotypes, write_search_outputs
 from fad.search.report import build_report, reset_peak_memory, write_report
-from fad.search.state import SearchState
-from fad.search.step import LOG_PERIOD, AlphaMonitor, make_search_step, stability_window
+from fad.search.search_state import SearchState
+from fad.search.search_step import make_search_step
 from fad.search.streams import search_streams
 from fad.search_space.towers import alphas
 

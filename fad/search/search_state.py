@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from yacs.config import CfgNode as CN
 
-from fad.engine.state import TrainState, run_precision
+from fad.engine.train_state import TrainState, run_precision
 from fad.runtime.checkpoint import CheckpointMeta
 from fad.search.history import AlphaHistory
 from fad.search_space.towers import alphas, named_alphas
