@@ -55,7 +55,7 @@ def no_heavy_work(monkeypatch):
         "fad.engine.evaluate.build_datasets",
         "fad.data.catalog.ensure_shapes",
         "fad.modeling.build.build_detector",
-        "fad.engine.train.build_detector",
+        "fad.engine.trainer.build_detector",
         "fad.engine.trained_model.build_detector",
     ):
         monkeypatch.setattr(target, forbidden)
