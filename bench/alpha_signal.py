@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fad.config import load_config  # noqa: E402
 from fad.data.build import build_datasets  # noqa: E402
 from fad.engine.run import RunContext, train_loader_options  # noqa: E402
-from fad.engine.step import prepare_batch  # noqa: E402
+from fad.engine.weight_step import prepare_batch  # noqa: E402
 from fad.modeling.build import apply_speed_paths, build_detector  # noqa: E402
 from fad.runtime.checkpoint import load_checkpoint  # noqa: E402
 from fad.search.architect import _grads, detection_loss  # noqa: E402

@@ -25,8 +25,8 @@ import fad
 from fad.commands.common import parse_size
 from fad.config import load_config
 from fad.engine.export import SIDE_RANGE, export_detector, sample_images
-from fad.engine.exported import INPUT_NAME, ExportedDetector
-from fad.engine.trained import checkpoint_meta
+from fad.engine.export_format import INPUT_NAME, ExportedDetector
+from fad.engine.trained_model import checkpoint_meta
 from fad.modeling.build import build_detector
 from fad.runtime.checkpoint import save_checkpoint
 from fad.search_space.genotype import load_genotypes

@@ -18,7 +18,7 @@ from torchvision.models.detection.fcos import FCOS
 
 from fad.data.build import build_datasets, build_test_loader
 from fad.engine.evaluate import dataset_results, infer, score_dataset
-from fad.engine.trained import TrainedModel
+from fad.engine.trained_model import TrainedModel
 
 
 def torchvision_filter(self, head_outputs, anchors, image_shapes):

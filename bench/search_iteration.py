@@ -1,9 +1,9 @@
 """Benchmark one first-order search iteration against one plain FCOS training iteration.
 
 Same backbone, batch and input size (the shapes search config by default): a search iteration
-(``fad.search.step.make_search_step``: an alpha step on one batch, then a clipped weight step
+(``fad.search.search_step.make_search_step``: an alpha step on one batch, then a clipped weight step
 on another) with RepShare and with the naive mixed ops (MODEL.FAD.REPSHARE False), and a training
-iteration of the standard FCOS head (``fad.engine.step``: batch preparation, ``WeightStep``); for reference also
+iteration of the standard FCOS head (``fad.engine.weight_step``: batch preparation, ``WeightStep``); for reference also
 a training iteration of the RepShare supernet alone (what the alpha step adds). Batches are synthetic
 (random images, 1-4 random boxes each). Interleaved repeats after warmup; medians and ratios are
 printed as markdown tables. Target: search / train <= 2.3x (the floor is about 2x: a search
@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 
 from fad.config import load_config
-from fad.engine.step import WeightStep, prepare_batch
+from fad.engine.weight_step import WeightStep, prepare_batch
 from fad.modeling.build import build_detector
 from fad.search.methods import MethodOptions, method_class
-from fad.search.state import build_alpha_optimizer, build_param_optimizer
-from fad.search.step import make_search_step
+from fad.search.search_state import build_alpha_optimizer, build_param_optimizer
+from fad.search.search_step import make_search_step
 from fad.solver import build_optimizer, build_scheduler
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "shapes" / "search_fad_R_18_FPN.yaml"

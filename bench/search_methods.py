@@ -22,11 +22,11 @@ from pathlib import Path
 import torch
 
 from fad.config import load_config
-from fad.engine.step import WeightStep, prepare_batch
+from fad.engine.weight_step import WeightStep, prepare_batch
 from fad.modeling.build import apply_speed_paths, build_detector
 from fad.search.methods import MethodOptions, method_class
-from fad.search.state import build_alpha_optimizer, build_param_optimizer
-from fad.search.step import make_search_step
+from fad.search.search_state import build_alpha_optimizer, build_param_optimizer
+from fad.search.search_step import make_search_step
 from fad.solver import build_optimizer, build_scheduler
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "shapes" / "search_fad_R_18_FPN.yaml"

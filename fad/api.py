@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from fad.config import load_config
-from fad.engine.trained import TrainedModel
+from fad.engine.trained_model import TrainedModel
 from fad.errors import FadError
 from fad.modeling.build import build_detector
 from fad.modeling.deploy import CategoryDetector

@@ -33,7 +33,7 @@ from fad.config import load_config
 from fad.data.catalog import resolve
 from fad.engine.predict import predict
 from fad.engine.train import run_training
-from fad.engine.trained import TrainedModel
+from fad.engine.trained_model import TrainedModel
 from fad.errors import FadError
 from fad.modeling.cost import module_cost
 from fad.runtime.atomic import atomic_write_text

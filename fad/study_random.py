@@ -24,7 +24,7 @@ import torch
 from fad.config import load_config
 from fad.demo import head_cost, read_json
 from fad.engine.train import run_training
-from fad.engine.trained import TrainedModel
+from fad.engine.trained_model import TrainedModel
 from fad.errors import FadError
 from fad.modeling.build import head_section
 from fad.runtime.atomic import atomic_write_text

@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from fad.engine.evaluate import evaluate_model
     from fad.engine.preflight import check_evaluation
     from fad.engine.run import start_run
-    from fad.engine.trained import TrainedModel
+    from fad.engine.trained_model import TrainedModel
     from fad.modeling.build import apply_speed_paths
 
     cfg = config_from_args(args)

@@ -12,7 +12,7 @@ on sample images next to the PyTorch detector; only when every image gives the s
 is it written, with `FILE.json` beside it. Nothing is written otherwise. The two files are
 written to temporaries first (both complete and checked), then renamed into place, the json
 first: a kill between the renames leaves a json whose `model_sha256` does not match the model,
-which readers warn about (`fad.engine.exported.check_sidecar`). Temporary files of a killed
+which readers warn about (`fad.engine.export_format.check_sidecar`). Temporary files of a killed
 export are removed by the next export to the same file.
 """
 
@@ -33,7 +33,7 @@ from torch import Tensor
 
 from fad.data.image_io import read_image, to_tensor
 from fad.data.shapes import render_sample
-from fad.engine.exported import (
+from fad.engine.export_format import (
     FORMATS,
     INPUT_NAME,
     META_KEY,
@@ -44,7 +44,7 @@ from fad.engine.exported import (
     sidecar_text,
     torchscript_extra_files,
 )
-from fad.engine.trained import TrainedModel
+from fad.engine.trained_model import TrainedModel
 from fad.errors import FadError
 from fad.modeling.deploy import CategoryDetector, FixedSizeDetector
 from fad.runtime.atomic import (

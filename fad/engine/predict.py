@@ -26,9 +26,9 @@ from torch import Tensor
 
 from fad.data.image_io import read_image, to_tensor
 from fad.data.transforms import degenerate_reason
-from fad.engine.exported import ExportedDetector
+from fad.engine.export_format import ExportedDetector
 from fad.engine.run import inference_resize
-from fad.engine.trained import TrainedModel
+from fad.engine.trained_model import TrainedModel
 from fad.errors import FadError
 from fad.evaluation.results import detections_to_coco_results, write_predictions_json
 from fad.runtime.atomic import atomic_write, check_writable_folder

@@ -1,11 +1,15 @@
-"""The checkpoint file format, and its one reader and writer.
+"""The checkpoint file format, its one owner: the layout, the reader and the writer.
 
-A checkpoint is a dict of tensors and plain data: `model` (the state dict), `optimizer`,
-`scheduler`, `iteration`, `rng` (Python, NumPy and torch RNG states, for exact resume), `meta`
-(see `CheckpointMeta`) and, for searches, `alpha_optimizer` and `alpha_history`. Nothing in it is
-executed: files are read with `weights_only=True`. Writes are atomic, and the `last_checkpoint`
+A run's checkpoint (`RunCheckpoint`) is a dict of tensors and plain data: `model` (the state
+dict), `optimizer`, `scheduler`, `iteration`, `rng` (Python, NumPy and torch RNG states, for exact
+resume), `meta` (`CheckpointMeta`: the kind of run, its config, classes, genotypes and fad's
+version), `scaler` under fp16 and, for searches, `alpha_optimizer`, `alpha_history` and
+`search_method` (the search method's own state). Training's and the search's states fill it
+(`fad.engine.train_state`, `fad.search.search_state`); nothing else names its keys. Nothing in it
+is executed: files are read with `weights_only=True`. Writes are atomic, and the `last_checkpoint`
 pointer is updated only after the file is complete, so a crash never leaves a half checkpoint.
-What a weights file means as a detector (config, classes, genotypes) is `fad.engine.trained`.
+What a weights file means as a detector (config, classes, genotypes) is
+`fad.engine.trained_model`.
 """
 
 from __future__ import annotations
@@ -35,10 +39,13 @@ from fad.runtime.atomic import (
 )
 from fad.runtime.errors import FadError
 from fad.runtime.limits import check_regular_file
+from fad.runtime.version import __version__
 
 log = logging.getLogger("fad")
 POINTER = "last_checkpoint"
 RESUME_KEYS = ("model", "optimizer", "scheduler", "iteration", "rng")  # what a resume reads
+SEARCH_KEYS = ("alpha_optimizer", "alpha_history")  # what a search's resume reads besides
+TRAIN, SEARCH = "train", "search"  # the kinds of run (`CheckpointMeta.kind`)
 _ITER_RE = re.compile(r"model_(\d+)\.pth$")
 
 
@@ -136,8 +143,9 @@ def remove_partial_writes(folder: Path) -> int:
 class CheckpointMeta:
     """Plain data stored next to the weights: enough to rebuild the model from the file alone.
 
-    `category_ids[k]` is the dataset's category id of contiguous label k + 1; `genotypes` maps a
-    tower ("box", "cls") to its genotype's text; `config` is the run's YAML.
+    `kind` is `TRAIN` or `SEARCH`; `category_ids[k]` is the dataset's category id of contiguous
+    label k + 1; `genotypes` maps a tower ("box", "cls") to its genotype's text; `config` is the
+    run's YAML; `fad_version` the version that wrote it (this one unless read from a file).
     """
 
     kind: str
@@ -145,7 +153,7 @@ class CheckpointMeta:
     class_names: tuple[str, ...] = ()
     category_ids: tuple[int, ...] = ()
     genotypes: dict[str, str] = field(default_factory=dict)
-    fad_version: str = ""
+    fad_version: str = __version__
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -200,6 +208,84 @@ class CheckpointMeta:
 
 def _plain_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63
+
+
+@dataclass
+class SearchCheckpoint:
+    """A search's part of a checkpoint: the alpha optimizer, the alpha history (plain data) and
+    the search method's state (`search_method`; None in checkpoints from before search methods,
+    which were DARTS of the run's order)."""
+
+    alpha_optimizer: dict[str, Any]
+    alpha_history: dict[str, Any]
+    method: dict[str, Any] | None = None
+
+
+@dataclass
+class RunCheckpoint:
+    """A training or search checkpoint, as written by a run and read back to resume it.
+
+    `rng` defaults to the RNG states at construction (build it right before saving); `scaler` is
+    the fp16 loss scaler's state (None otherwise); `search` is set for a search.
+    """
+
+    model: dict[str, Any]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    iteration: int
+    meta: CheckpointMeta
+    rng: dict[str, Any] = field(default_factory=rng_state)
+    scaler: dict[str, Any] | None = None
+    search: SearchCheckpoint | None = None
+
+    def to_payload(self) -> dict[str, Any]:
+        """The dict `save_checkpoint` writes (tensors and plain data only)."""
+        payload = {
+            "model": self.model,
+            "optimizer": self.optimizer,
+            "scheduler": self.scheduler,
+            "iteration": self.iteration,
+            "rng": self.rng,
+            "meta": self.meta.to_dict(),
+        }
+        if self.scaler is not None:
+            payload["scaler"] = self.scaler
+        if self.search is not None:
+            payload["alpha_optimizer"] = self.search.alpha_optimizer
+            payload["alpha_history"] = self.search.alpha_history
+            if self.search.method is not None:
+                payload["search_method"] = self.search.method
+        return payload
+
+    @classmethod
+    def from_payload(cls, data: dict[str, Any], source: str, kind: str) -> RunCheckpoint:
+        """A loaded checkpoint (see `find_resume_point`) read to resume a run of `kind`; one of
+        another kind is a FadError naming `source` (one without a kind, written before the meta
+        was, is a training one)."""
+        meta = CheckpointMeta.from_checkpoint(data, source)
+        stored = meta.kind or TRAIN
+        if stored != kind:
+            raise FadError(
+                f"{source} is a {stored} checkpoint, not a {kind} one; pick another OUTPUT_DIR"
+            )
+        missing = [key for key in SEARCH_KEYS if key not in data] if kind == SEARCH else []
+        if missing:
+            raise FadError(f"{source}: a search checkpoint without {', '.join(missing)}")
+        search = None
+        if kind == SEARCH:
+            search = SearchCheckpoint(
+                data["alpha_optimizer"], data["alpha_history"], data.get("search_method")
+            )
+        return cls(
+            model=data["model"],
+            optimizer=data["optimizer"],
+            scheduler=data["scheduler"],
+            iteration=int(data["iteration"]),
+            meta=meta,
+            rng=data["rng"],
+            scaler=data.get("scaler"),
+            search=search,
+        )
 
 
 class UnreadableFileError(FadError):

@@ -1,6 +1,8 @@
 """The alpha history of a search: softmaxed alphas per edge over the iterations, as plain data.
 
-A snapshot holds, per tower ("box", "cls"), one row per edge: softmax(alpha) over the ops. Edges
+A snapshot holds, per tower ("box", "cls"), one row per edge: the op weights, softmax(alpha) over
+the ops (under the key `OP_WEIGHTS`, "weights": the file format of `alpha_history.json` and of
+the checkpoints, kept so that older files still load). Edges
 are listed node by node (node k reads states 0 .. k + 1, so a cell of n nodes has
 2 + 3 + ... + (n + 1) edges), and the genotypes derived at that iteration (from which
 `genotype_stability` measures how settled the search is). The history
@@ -26,6 +28,7 @@ from fad.search_space.towers import SearchTower, search_towers
 from fad.viz.genotype_plot import INPUT_NAMES
 
 FORMAT_VERSION = 1
+OP_WEIGHTS = "weights"  # a snapshot's op weights (the key of the format, not the params)
 
 
 def edge_labels(num_nodes: int) -> list[str]:
@@ -42,8 +45,8 @@ def _towers(model: nn.Module) -> dict[str, SearchTower]:
     return {tower.role: tower for tower in search_towers(model)}
 
 
-def edge_weights(tower: SearchTower) -> list[list[float]]:
-    """softmax(alpha) per edge: [num_edges][num_ops] floats."""
+def edge_op_weights(tower: SearchTower) -> list[list[float]]:
+    """The op weights, softmax(alpha), per edge: [num_edges][num_ops] floats."""
     rows = [F.softmax(alpha.detach().float(), dim=-1).cpu() for alpha in tower.alphas]
     return torch.cat(rows).tolist()
 
@@ -78,12 +81,12 @@ class AlphaHistory:
     def record(
         self, model: nn.Module, iteration: int, *, checkpoint: bool = False
     ) -> dict[str, Any]:
-        """Add (or replace) the snapshot of ``iteration`` (weights and derived genotypes)."""
+        """Add (or replace) the snapshot of ``iteration`` (op weights and derived genotypes)."""
         towers = _towers(model)
         snapshot: dict[str, Any] = {
             "iteration": int(iteration),
             "checkpoint": bool(checkpoint),
-            "weights": {role: edge_weights(tower) for role, tower in towers.items()},
+            OP_WEIGHTS: {role: edge_op_weights(tower) for role, tower in towers.items()},
         }
         snapshot["genotypes"] = {role: str(tower.genotype()) for role, tower in towers.items()}
         self.snapshots = [s for s in self.snapshots if s["iteration"] != iteration]
@@ -128,15 +131,15 @@ class AlphaHistory:
         atomic_write_text(path, json.dumps(self.state_dict(), indent=1) + "\n")
 
     def log_text(self) -> str:
-        """The checkpoint snapshots, per edge the ops sorted by weight (heaviest first)."""
-        lines = ["# softmax(alpha) per edge at each checkpoint, ops sorted by weight"]
+        """The checkpoint snapshots, per edge the ops sorted by op weight (heaviest first)."""
+        lines = ["# softmax(alpha) per edge at each checkpoint, ops sorted by op weight"]
         for snapshot in self.snapshots:
             if not snapshot["checkpoint"]:
                 continue
             lines.append(f"\n== iteration {snapshot['iteration']} ==")
             figures = snapshot_convergence(snapshot, self.towers)
             lines.append(summary(figures))
-            for role, rows in snapshot["weights"].items():
+            for role, rows in snapshot[OP_WEIGHTS].items():
                 spec = self.towers[role]
                 lines.append(f"{role} genotype: {snapshot['genotypes'][role]}")
                 for edge in figures[role]["kept_edges"]:

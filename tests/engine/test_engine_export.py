@@ -13,8 +13,8 @@ from PIL import Image
 import fad
 from fad.cli import main
 from fad.config import load_config
-from fad.engine.exported import ExportedDetector
-from fad.engine.trained import checkpoint_meta
+from fad.engine.export_format import ExportedDetector
+from fad.engine.trained_model import checkpoint_meta
 from fad.errors import FadError
 from fad.modeling.build import build_detector
 from fad.runtime.checkpoint import save_checkpoint

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from fad.config import load_config
-from fad.engine.step import MIN_LOSS_SCALE, NonFiniteLossError, WeightStep
 from fad.engine.train import run_training
+from fad.engine.weight_step import MIN_LOSS_SCALE, NonFiniteLossError, WeightStep
 from fad.errors import FadError
 from fad.modeling.build import build_detector
 from fad.runtime.checkpoint import load_checkpoint

@@ -55,8 +55,8 @@ def no_heavy_work(monkeypatch):
         "fad.engine.evaluate.build_datasets",
         "fad.data.catalog.ensure_shapes",
         "fad.modeling.build.build_detector",
-        "fad.engine.train.build_detector",
-        "fad.engine.trained.build_detector",
+        "fad.engine.trainer.build_detector",
+        "fad.engine.trained_model.build_detector",
     ):
         monkeypatch.setattr(target, forbidden)
 
@@ -82,7 +82,7 @@ def shapes_copy(tiny_shapes, tmp_path) -> dict[str, Path | str]:
 def tiny_weights(fast_opts, shapes_config, tmp_path) -> Path:
     """An untrained tiny detector saved as `fad train` saves it (meta with class names)."""
     from fad.config import load_config
-    from fad.engine.trained import checkpoint_meta
+    from fad.engine.trained_model import checkpoint_meta
     from fad.modeling.build import build_detector
     from fad.runtime.checkpoint import save_checkpoint
 

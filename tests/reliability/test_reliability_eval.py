@@ -10,7 +10,7 @@ import fad.engine.evaluate as evaluate_module
 from fad.cli import main
 from fad.config import load_config
 from fad.data.samplers import InferenceSampler
-from fad.engine.trained import checkpoint_meta
+from fad.engine.trained_model import checkpoint_meta
 from fad.errors import FadError
 from fad.modeling.build import build_detector
 from fad.runtime.checkpoint import save_checkpoint

@@ -17,7 +17,7 @@ import pytest
 
 from fad.cli import main
 from fad.engine.export import export_detector
-from fad.engine.exported import ExportedDetector
+from fad.engine.export_format import ExportedDetector
 from fad.runtime import atomic
 from fad.runtime.atomic import is_own_temporary
 

@@ -13,8 +13,8 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import fad.modeling.fcos.detector as fcos_module
 from fad.config import load_config
-from fad.engine.step import NonFiniteLossError
 from fad.engine.train import run_training as train
+from fad.engine.weight_step import NonFiniteLossError
 from fad.runtime.checkpoint import find_resume_checkpoint
 
 
@@ -106,7 +106,7 @@ def test_infinite_gradient_norm_stops_before_the_step(shapes_config, fast_opts, 
 RANKS = """
 import torch
 from fad.runtime.distributed import get_rank, init_from_env
-from fad.engine.step import NonFiniteLossError, check_finite
+from fad.engine.weight_step import NonFiniteLossError, check_finite
 
 device = init_from_env()
 value = float("nan") if get_rank() == 1 else 1.0

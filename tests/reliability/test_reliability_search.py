@@ -13,7 +13,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import fad.modeling.fcos.detector as fcos_module
 from fad.config import load_config
-from fad.engine.step import NonFiniteLossError
+from fad.engine.weight_step import NonFiniteLossError
 from fad.errors import FadError
 from fad.runtime.checkpoint import find_resume_checkpoint
 from fad.search import searcher

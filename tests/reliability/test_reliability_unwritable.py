@@ -94,7 +94,7 @@ def test_predict_out_that_cannot_be_written(
     how, tiny_weights, tiny_shapes, tmp_path, capsys, read_only, monkeypatch
 ):
     monkeypatch.setattr(
-        "fad.engine.trained.build_detector",
+        "fad.engine.trained_model.build_detector",
         lambda *a, **k: pytest.fail("model built before --out was checked"),
     )
     if how == "under_a_file":

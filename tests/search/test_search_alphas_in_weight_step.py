@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from fad.config import load_config
-from fad.search.state import build_param_optimizer
+from fad.search.search_state import build_param_optimizer
 from fad.search_space.towers import CellTowerSpec, TowerSpec, alphas, build_towers
 
 

@@ -11,11 +11,11 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from fad.engine.step import NonFiniteLossError, check_finite
+from fad.engine.weight_step import NonFiniteLossError, check_finite
 from fad.search.architect import Architect, detection_loss
 from fad.search.methods import MethodOptions
 from fad.search.methods.darts import DartsFirstOrder, DartsSecondOrder
-from fad.search.step import make_search_step
+from fad.search.search_step import make_search_step
 from fad.search_space.towers import CellTowerSpec, TowerSpec, alphas, build_towers
 from fad.solver import build_sgd
 

@@ -128,6 +128,8 @@ def test_cli_writes_genotype_pictures_history_and_report(reference):
     assert report["genotypes"]["cls"] == str(genotypes["cls"])
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     assert ckpt["meta"]["kind"] == "search" and ckpt["iteration"] == 3
+    # the meta of training's checkpoints: the category ids of the classes too
+    assert len(ckpt["meta"]["category_ids"]) == len(ckpt["meta"]["class_names"]) == 5
 
 
 def test_crash_after_a_checkpoint_then_resume_is_bit_identical(

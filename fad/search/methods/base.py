@@ -4,7 +4,7 @@ A search method owns how the architecture is searched: its architecture paramete
 towers' alphas, and betas where the supernet has edge normalisation), how the towers relax them
 before each forward (`begin_iteration`: e.g. a temperature and a sampling seed), its alpha step
 on a batch of the alpha stream, how a genotype is read off them, and its state in a checkpoint.
-Training's weight step is shared by every method (`fad.search.step`). New methods subclass
+Training's weight step is shared by every method (`fad.search.search_step`). New methods subclass
 `SearchMethod` and add one line to `fad.search.methods.METHODS`.
 
 One level (SOLVER.SEARCH.ONE_LEVEL, any first-order method): DARTS's bilevel search moves the

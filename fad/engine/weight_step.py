@@ -28,7 +28,7 @@ from fad.runtime.distributed import any_across_processes
 from fad.runtime.precision import Precision
 from fad.runtime.seeding import derive_seed
 
-Batch = tuple[list[Tensor], list[dict[str, Any]]]
+DetectionBatch = tuple[list[Tensor], list[dict[str, Any]]]  # (images [3, H, W], their targets)
 MIN_LOSS_SCALE = 2.0**-8  # fp16: below this, the gradients overflow whatever the scale
 SCHEDULE_BEFORE_STEP = re.escape("Detected call of `lr_scheduler.step()` before `optimizer.step()`")
 
@@ -93,8 +93,8 @@ def check_finite_params(
 
 
 def prepare_batch(
-    batch: Batch, *, seed: int, iteration: int, flip_prob: float, device: torch.device
-) -> Batch:
+    batch: DetectionBatch, *, seed: int, iteration: int, flip_prob: float, device: torch.device
+) -> DetectionBatch:
     """Random flips drawn from a generator seeded by (seed, iteration), then moved to `device`."""
     generator = torch.Generator().manual_seed(derive_seed(seed, iteration))
     images, targets = random_flip(*batch, generator, flip_prob)
@@ -144,7 +144,7 @@ class WeightStep:
         names = {id(p): n for n, p in getattr(net, "module", net).named_parameters()}
         self.stepped = [(names.get(id(p), "<unnamed>"), p) for p in params]
 
-    def __call__(self, iteration: int, batch: Batch) -> dict[str, Tensor]:
+    def __call__(self, iteration: int, batch: DetectionBatch) -> dict[str, Tensor]:
         precision = self.precision
         with precision.autocast():
             losses = self.net(*batch)

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 from yacs.config import CfgNode as CN
 
-from fad.engine.state import TrainState, run_precision
-from fad.runtime.checkpoint import CheckpointMeta
+from fad.engine.train_state import TrainState, run_precision
+from fad.runtime.checkpoint import CheckpointMeta, RunCheckpoint, SearchCheckpoint
 from fad.search.history import AlphaHistory
 from fad.search_space.towers import alphas, named_alphas
 from fad.solver import build_optimizer, build_scheduler
@@ -62,19 +62,23 @@ class SearchState(TrainState):
             AlphaHistory.for_model(model),
         )
 
-    def payload(self, iteration: int, meta: CheckpointMeta) -> dict[str, Any]:
-        return {
-            **super().payload(iteration, meta),
-            "alpha_optimizer": self.alpha_optimizer.state_dict(),
-            "alpha_history": self.history.state_dict(),
-            "search_method": self.method.state_dict(),
-        }
+    def checkpoint(self, iteration: int, meta: CheckpointMeta) -> RunCheckpoint:
+        ckpt = super().checkpoint(iteration, meta)
+        ckpt.search = SearchCheckpoint(
+            alpha_optimizer=self.alpha_optimizer.state_dict(),
+            alpha_history=self.history.state_dict(),
+            method=self.method.state_dict(),
+        )
+        return ckpt
 
-    def load(self, ckpt: dict[str, Any], source: str) -> int:
+    def load(self, ckpt: RunCheckpoint, source: str) -> int:
         iteration = super().load(ckpt, source)
         # checkpoints from before search methods were DARTS of the run's order
-        self.method.load_state_dict(ckpt.get("search_method", {"name": self.method.name}), source)
-        self.alpha_optimizer.load_state_dict(ckpt["alpha_optimizer"])
-        self.history = AlphaHistory.from_state_dict(ckpt["alpha_history"], source)
+        stored = ckpt.search.method
+        self.method.load_state_dict(
+            {"name": self.method.name} if stored is None else stored, source
+        )
+        self.alpha_optimizer.load_state_dict(ckpt.search.alpha_optimizer)
+        self.history = AlphaHistory.from_state_dict(ckpt.search.alpha_history, source)
         self.history.truncate(iteration)
         return iteration

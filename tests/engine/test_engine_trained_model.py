@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from fad.config import load_config
-from fad.engine.trained import TrainedModel, checkpoint_meta
+from fad.engine.trained_model import TrainedModel, checkpoint_meta
 from fad.modeling.build import build_detector
 from fad.runtime.checkpoint import CheckpointMeta, save_checkpoint
 from fad.search_space.genotype import PRESETS

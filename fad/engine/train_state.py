@@ -1,9 +1,9 @@
-"""The state of a training run: what a checkpoint holds besides the RNG states and the meta."""
+"""The state of a training run: what its checkpoint (`fad.runtime.checkpoint.RunCheckpoint`)
+holds besides the RNG states and the meta."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import nn
@@ -11,9 +11,9 @@ from yacs.config import CfgNode as CN
 
 from fad.runtime.checkpoint import (
     CheckpointMeta,
+    RunCheckpoint,
     load_model_state,
     load_optimizer_state,
-    rng_state,
 )
 from fad.runtime.precision import Precision
 from fad.solver import build_optimizer, build_scheduler
@@ -22,7 +22,7 @@ from fad.solver import build_optimizer, build_scheduler
 @dataclass
 class TrainState:
     """The model, its optimizer and lr schedule, and the precision (SOLVER.AMP, with the fp16 loss
-    scaler); `payload` / `load` are the checkpoint's view."""
+    scaler); `checkpoint` / `load` are the checkpoint's view."""
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
@@ -35,28 +35,25 @@ class TrainState:
         scheduler = build_scheduler(optimizer, cfg.SOLVER)
         return cls(model, optimizer, scheduler, run_precision(model, cfg))
 
-    def payload(self, iteration: int, meta: CheckpointMeta) -> dict[str, Any]:
-        """The checkpoint dict (tensors and plain data only); `scaler` under fp16 only."""
-        payload = {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "iteration": iteration,
-            "rng": rng_state(),
-            "meta": meta.to_dict(),
-        }
-        if self.precision.scaling:
-            payload["scaler"] = self.precision.state_dict()
-        return payload
+    def checkpoint(self, iteration: int, meta: CheckpointMeta) -> RunCheckpoint:
+        """The checkpoint after `iteration` completed iterations (RNG states taken now)."""
+        return RunCheckpoint(
+            model=self.model.state_dict(),
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            iteration=iteration,
+            meta=meta,
+            scaler=self.precision.state_dict() if self.precision.scaling else None,
+        )
 
-    def load(self, ckpt: dict[str, Any], source: str) -> int:
+    def load(self, ckpt: RunCheckpoint, source: str) -> int:
         """Restore from a checkpoint (RNG states excepted); return its iteration. A fp16 run
         resumed from a checkpoint without a scaler state starts a fresh scaler."""
-        load_model_state(self.model, ckpt["model"], source)
-        load_optimizer_state(self.optimizer, ckpt["optimizer"], source)
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        self.precision.load_state_dict(ckpt.get("scaler"))
-        return int(ckpt["iteration"])
+        load_model_state(self.model, ckpt.model, source)
+        load_optimizer_state(self.optimizer, ckpt.optimizer, source)
+        self.scheduler.load_state_dict(ckpt.scheduler)
+        self.precision.load_state_dict(ckpt.scaler)
+        return ckpt.iteration
 
 
 def run_precision(model: nn.Module, cfg: CN) -> Precision:

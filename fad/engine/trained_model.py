@@ -23,7 +23,6 @@ from fad.runtime.checkpoint import (
     load_model_state,
     non_finite_entry,
 )
-from fad.runtime.version import __version__
 from fad.search_space.genotype import Genotype, parse_genotype
 
 
@@ -34,14 +33,15 @@ def checkpoint_meta(
     kind: str,
     category_ids: Sequence[int] | None = None,
 ) -> CheckpointMeta:
-    """What a run stores next to the weights (`category_ids[k]`: the id of label k + 1)."""
+    """What a run stores next to the weights (`category_ids[k]`: the id of label k + 1), in the
+    checkpoint's meta (`fad.runtime.checkpoint.CheckpointMeta`, which adds fad's version): the
+    config and genotypes as text, which `TrainedModel` reads back."""
     return CheckpointMeta(
         kind=kind,
         config=cfg.dump(),
         class_names=tuple(class_names),
         category_ids=tuple(int(c) for c in category_ids or ()),
         genotypes={role: str(g) for role, g in (genotypes or {}).items()},
-        fad_version=__version__,
     )
 
 
