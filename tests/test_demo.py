@@ -34,7 +34,7 @@ def test_demo_runs_the_whole_pipeline(tiny_opts, tmp_path, capsys):
     assert saved["seed"] == 0 and set(saved["rows"]) == {FCOS_ROW, FAD_ROW}
     assert 0.0 <= saved["rows"][FAD_ROW]["AP"] <= 1.0 and saved["search_seconds"] > 0
     assert "One seed is no verdict" in report and "--seeds 0,1,2 --random 5" in report
-    assert "## Search: darts_1st, 2 iterations (1 alpha steps)" in report
+    assert "## Search: darts_1st one-level, 2 iterations (1 alpha steps)" in report
     assert "| box |" in report and "near uniform" in report  # one alpha step decides nothing
     assert set(saved["stages"]) == {"backbone", "search", "fcos", "fad", "report"}
     assert all(s["peak_rss_mib"] > 50 and s["seconds"] > 0 for s in saved["stages"].values())
