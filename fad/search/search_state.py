@@ -1,4 +1,5 @@
-"""The state of a search: training's state plus the alpha optimizer and the alpha history."""
+"""The state of a search: training's state plus the alpha optimizer, the alpha history and the
+search method; its checkpoint is `RunCheckpoint` with a `SearchCheckpoint`."""
 
 from __future__ import annotations
 

@@ -96,6 +96,7 @@ class SearchJob(RunJob):
     kind = SEARCH
     done = "searched"
     log_period = LOG_PERIOD
+    method_cls: type[SearchMethod]  # SOLVER.SEARCH.METHOD's class, set by `check`
 
     def check(self, cfg: CN) -> None:
         self.method_cls = _check_search_config(cfg)
