@@ -21,6 +21,7 @@ from fad.modeling.loss import IOU_LOSS_TYPES
 from fad.runtime.precision import AMP_MODES
 from fad.runtime.seeding import MAX_SEED
 from fad.search_space.ops import SPACES, check_group_norm_width
+from fad.search_space.paths import check_compute_path
 from fad.solver import OPTIMIZERS, WARMUP_METHODS
 
 # Keys of the original for parts fad does not have: accepted only at the value that means "off"
@@ -227,6 +228,7 @@ def validate_config(cfg: CN, *, world_size: int = 1) -> None:
         f"got {m.FCOS.CENTER_SAMPLING_RADIUS}",
     )
     _check_retinanet(m.RETINANET)
+    check_compute_path(m.COMPUTE_PATH)
     detector_name(cfg)
     for tower in ("BOX", "CLS"):
         for field in ("NUM_CELLS", "NUM_NODES"):

@@ -19,7 +19,7 @@ from fad.modeling.fcos import FCOSDetector, TrainTestTransform
 from fad.modeling.head import FCOSTowerHead
 from fad.modeling.pretrained import load_pretrained_backbone
 from fad.modeling.retinanet import RetinaNetDetector, RetinaNetTowerHead
-from fad.modeling.speed import compile_towers, use_channels_last
+from fad.modeling.speed import compile_towers, set_compute_path, use_channels_last
 from fad.search_space.genotype import ROLES, Genotype
 from fad.search_space.towers import CellTowerSpec, Tower, TowerSpec, build_towers
 
@@ -185,8 +185,9 @@ def build_detector(
 
 
 def apply_speed_paths(detector: nn.Module, cfg: CN) -> None:
-    """MODEL.CHANNELS_LAST and MODEL.COMPILE, in place, on a built detector that a run trains,
-    searches or evaluates (exports and `fad.load` keep the plain detector)."""
+    """MODEL.COMPUTE_PATH, MODEL.CHANNELS_LAST and MODEL.COMPILE, in place, on a built detector
+    that a run trains, searches or evaluates (exports and `fad.load` keep the plain detector)."""
+    set_compute_path(detector, cfg.MODEL.COMPUTE_PATH)
     if cfg.MODEL.CHANNELS_LAST:
         use_channels_last(detector)
     if cfg.MODEL.COMPILE:
