@@ -24,7 +24,7 @@ import torch
 
 from fad.config import load_config
 from fad.engine.step import WeightStep, prepare_batch
-from fad.modeling.build import build_detector
+from fad.modeling.build import apply_speed_paths, build_detector
 from fad.search.architect import Architect
 from fad.search.state import build_alpha_optimizer, build_param_optimizer
 from fad.search.step import make_search_step
@@ -33,13 +33,19 @@ from fad.solver import build_optimizer, build_scheduler
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "shapes" / "search_fad_R_18_FPN.yaml"
 NUM_CLASSES = 3  # the easy shapes level, as the config (NUM_CLASSES 4 with the background)
 TRAIN = "train (standard FCOS head)"
+SEARCH = "search, RepShare"
 SUPERNET = "train the RepShare supernet (no alpha step)"
+PLAIN = ["MODEL.COMPUTE_PATH", "plain"]
+FUSED = ["MODEL.COMPUTE_PATH", "fused"]
+STANDARD = ["MODEL.FAD.SEARCH", "False", "MODEL.FAD_ON", "False"]
 # variant -> (iteration kind, config overrides on top of the search config)
 VARIANTS: dict[str, tuple[str, list[str]]] = {
-    TRAIN: ("train", ["MODEL.FAD.SEARCH", "False", "MODEL.FAD_ON", "False"]),
-    "search, RepShare": ("search", ["MODEL.FAD.REPSHARE", "True"]),
-    "search, naive ops": ("search", ["MODEL.FAD.REPSHARE", "False"]),
-    SUPERNET: ("train", ["MODEL.FAD.REPSHARE", "True"]),
+    TRAIN: ("train", [*STANDARD, *PLAIN]),
+    "train (standard FCOS head), fused": ("train", [*STANDARD, *FUSED]),
+    SEARCH: ("search", ["MODEL.FAD.REPSHARE", "True", *FUSED]),
+    "search, RepShare, plain": ("search", ["MODEL.FAD.REPSHARE", "True", *PLAIN]),
+    "search, naive ops": ("search", ["MODEL.FAD.REPSHARE", "False", *PLAIN]),
+    SUPERNET: ("train", ["MODEL.FAD.REPSHARE", "True", *FUSED]),
 }
 
 
@@ -65,6 +71,7 @@ def build_step(args: argparse.Namespace, kind: str, overrides: list[str]) -> Cal
     cfg = load_config(str(CONFIG), opts)
     device = torch.device(args.device)
     model = build_detector(cfg, NUM_CLASSES, load_weights=False).to(device).train()
+    apply_speed_paths(model, cfg)
     batches = (synthetic_batch(args, 1), synthetic_batch(args, 2))
     if kind == "search":
         optimizer = build_param_optimizer(model, cfg.SOLVER)

@@ -150,26 +150,39 @@ def _run_stack(stack: int, edges: list[Edge], part: Batch, canvas: Canvas) -> di
     return results
 
 
-def _mix_matrix(edges: list[Edge], specs: tuple[Spec, ...], channels: int, like: Tensor) -> Tensor:
-    """[E, C, O * C]: per edge, the O active ops' blocks w_o * D_o side by side."""
-    eye = torch.eye(channels, dtype=like.dtype, device=like.device)
-    blocks = [
-        edge.mixed.stacks[s].decouple[i].weight.flatten(1)
-        if isinstance(edge.mixed.stacks[s].decouple[i], nn.Conv2d)
-        else eye
-        for edge in edges
-        for s, i in specs
-    ]
-    decouple = torch.stack(blocks).view(len(edges), len(specs), channels, channels)
+def _op_weight(edges: list[Edge], column: int, like: Tensor) -> Tensor:
+    """[1, E, 1, 1]: each edge's weight of op ``column``."""
+    return torch.stack([edge.op_weights[column] for edge in edges]).to(like.dtype).view(1, -1, 1, 1)
+
+
+def _mix_group(edges: list[Edge], specs: tuple[Spec, ...], pieces: list[Tensor]) -> Tensor:
+    """sum_o w_o D_o r_o for edges that compute the same ops: ``pieces[o]`` [N, E * C, H, W]
+    -> [N, E, C, H * W]; decoupled results through one batched product each (the weights
+    w_o D_o), the others added in place, scaled."""
+    n, total, h, w = pieces[0].shape
+    c = total // len(edges)
+    stacks = edges[0].mixed.stacks
     columns = [edges[0].mixed.stack_columns[s][i] for s, i in specs]
-    op_weights = torch.stack([edge.op_weights for edge in edges])[:, columns]  # [E, O]
-    mixed = op_weights[:, :, None, None].to(like.dtype) * decouple
-    return mixed.transpose(1, 2).reshape(len(edges), channels, len(specs) * channels)
+    decoupled = [isinstance(stacks[s].decouple[i], nn.Conv2d) for s, i in specs]
+    out = None
+    for (s, i), column, piece, dec in zip(specs, columns, pieces, decoupled, strict=True):
+        if not dec:
+            continue
+        weight = torch.stack([e.mixed.stacks[s].decouple[i].weight.flatten(1) for e in edges])
+        term = torch.matmul(weight * _op_weight(edges, column, piece), piece.view(n, -1, c, h * w))
+        out = term if out is None else out + term
+    for column, piece, dec in zip(columns, pieces, decoupled, strict=True):
+        if dec:
+            continue
+        scaled = piece.view(n, -1, c, h * w), _op_weight(edges, column, piece)
+        out = scaled[0] * scaled[1] if out is None else out.addcmul_(*scaled)
+    assert out is not None
+    return out
 
 
 def _mix(edges: list[Edge], results: dict[Spec, Batch]) -> dict[int, Tensor]:
-    """Each computing edge's weighted sum of its decoupled op results: [N, C, H, W] per edge, one
-    matrix product for the edges that compute the same ops."""
+    """Each computing edge's weighted sum of its decoupled op results: [N, C, H, W] per edge,
+    batched over the edges that compute the same ops."""
     groups: dict[tuple[Spec, ...], list[int]] = {}
     for e, edge in enumerate(edges):
         if edge.specs:
@@ -177,12 +190,9 @@ def _mix(edges: list[Edge], results: dict[Spec, Batch]) -> dict[int, Tensor]:
     mixed = {}
     for specs, ids in groups.items():
         pieces = [take(results[spec], ids) for spec in specs]
-        n, total, h, w = pieces[0].shape
-        c = total // len(ids)
-        stacked = torch.stack([p.view(n, len(ids), c, h * w) for p in pieces], dim=2)
-        matrix = _mix_matrix([edges[e] for e in ids], specs, c, stacked)
-        out = torch.matmul(matrix, stacked.view(n, len(ids), len(specs) * c, h * w))
-        mixed.update({e: out[:, slot].view(n, c, h, w) for slot, e in enumerate(ids)})
+        out = _mix_group([edges[e] for e in ids], specs, pieces)
+        n, _, h, w = pieces[0].shape
+        mixed.update(zip(ids, out.view(n, len(ids), -1, h, w).unbind(1), strict=True))
     return mixed
 
 
@@ -195,10 +205,11 @@ def _run_wave(edges: list[Edge], states: list[Flow], canvas: Canvas) -> list[Edg
     for stack in range(len(edges[0].mixed.stacks)):
         results.update(_run_stack(stack, edges, part, canvas))
     mixed = _mix(edges, results)
-    return [
-        (edge, mixed.get(e), None if rest is None else take(rest, [e]))
-        for e, edge in enumerate(edges)
-    ]
+    if rest is None:
+        return [(edge, mixed.get(e), None) for e, edge in enumerate(edges)]
+    n, _, h, w = rest.x.shape
+    rests = rest.x.view(n, len(edges), -1, h, w).unbind(1)
+    return [(edge, mixed.get(e), r) for e, (edge, r) in enumerate(zip(edges, rests, strict=True))]
 
 
 def _node(outputs: list[EdgeOutput], like: Flow, canvas: Canvas) -> Flow:
