@@ -44,16 +44,11 @@ def _conflicts(y: int, x: int, size: Size, placed: list[tuple[Size, Size]], gap:
     return False
 
 
-def _round_up(value: int, multiple: int) -> int:
-    return -(-value // multiple) * multiple
-
-
 @functools.lru_cache(maxsize=256)
-def plan_layout(sizes: tuple[Size, ...], gap: int, multiple: int = 1) -> Layout:
+def plan_layout(sizes: tuple[Size, ...], gap: int) -> Layout:
     """Place the levels (largest first, as an FPN lists them) on a canvas as tall as the tallest:
-    each at the candidate corner (next to a placed level) that widens the canvas least. The
-    canvas's sides are multiples of ``multiple`` (the dilations, for ``depthwise``)."""
-    height = _round_up(max(h for h, _ in sizes), multiple)
+    each at the candidate corner (next to a placed level) that widens the canvas least."""
+    height = max(h for h, _ in sizes)
     placed: list[tuple[Size, Size]] = []
     origins: dict[int, Size] = {}
     width = 0
@@ -70,8 +65,7 @@ def plan_layout(sizes: tuple[Size, ...], gap: int, multiple: int = 1) -> Layout:
         width, x, y = best
         placed.append(((y, x), (h, w)))
         origins[index] = (y, x)
-    origins_ = tuple(origins[i] for i in range(len(sizes)))
-    return Layout(tuple(sizes), origins_, height, _round_up(width, multiple))
+    return Layout(tuple(sizes), tuple(origins[i] for i in range(len(sizes))), height, width)
 
 
 class Canvas:
@@ -87,12 +81,12 @@ class Canvas:
         self.indicator, self.spread, self.counts, self.mask = _masks(layout, device, dtype)
 
     @classmethod
-    def for_levels(cls, levels: Sequence[Tensor], gap: int, multiple: int = 1) -> Canvas:
-        """The canvas of these levels for convs that reach at most ``gap`` pixels away, its
-        sides multiples of ``multiple``; its masks in float32 (float64 for float64 levels)."""
+    def for_levels(cls, levels: Sequence[Tensor], gap: int) -> Canvas:
+        """The canvas of these levels for convs that reach at most ``gap`` pixels away; its
+        masks in float32 (float64 for float64 levels)."""
         sizes = tuple((int(t.shape[-2]), int(t.shape[-1])) for t in levels)
         dtype = torch.promote_types(levels[0].dtype, torch.float32)
-        return cls(plan_layout(sizes, gap, multiple), levels[0].device, dtype)
+        return cls(plan_layout(sizes, gap), levels[0].device, dtype)
 
     @property
     def dtype(self) -> torch.dtype:

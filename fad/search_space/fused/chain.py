@@ -18,7 +18,6 @@ from torch import Tensor, nn
 
 from fad.errors import FadError
 from fad.search_space.fused.canvas import Canvas
-from fad.search_space.fused.depthwise import depthwise
 from fad.search_space.fused.norm import canvas_group_norm
 
 
@@ -57,8 +56,6 @@ def spatial_conv(
 ) -> Flow:
     """A stride-1 'same' conv (padding = dilation * (k - 1) / 2) on the canvas."""
     x = flow.x if flow.clean else flow.x * canvas.mask.to(flow.x.dtype)
-    if groups == x.shape[1] and weight.shape[1:] == (1, 3, 3):
-        return Flow(depthwise(x, weight, bias, dilation), False)
     pad = dilation * (weight.shape[-1] // 2)
     return Flow(F.conv2d(x, weight, bias, 1, pad, dilation, groups), False)
 

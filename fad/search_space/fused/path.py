@@ -9,7 +9,6 @@ unpacks the levels of the result.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
@@ -49,19 +48,17 @@ def _search(tower: Tower, feature: Flow, box: Flow | None, canvas: Canvas) -> Fl
     return conv(tower.reduce, out, canvas)
 
 
-def _reach(tower: nn.Module) -> tuple[int, int]:
-    """(the widest reach of the tower's convs beyond a pixel: the borders the canvas needs,
-    the least common multiple of their dilations)."""
+def _gap(tower: nn.Module) -> int:
+    """The widest reach of the tower's convs beyond a pixel: the borders the canvas needs."""
     convs = [m for m in tower.modules() if isinstance(m, nn.Conv2d)]
-    reach = [m.dilation[0] * (m.kernel_size[0] // 2) for m in convs]
-    return max([1, *reach]), math.lcm(*(m.dilation[0] for m in convs))
+    return max([1, *(m.dilation[0] * (m.kernel_size[0] // 2) for m in convs)])
 
 
 class FusedPath:
     """The fused execution of one tower (built for it: `FusedPath.applies_to` says which)."""
 
     def __init__(self, tower: Tower) -> None:
-        self.gap, self.multiple = _reach(tower)
+        self.gap = _gap(tower)
         self.executor = _executor(tower)
 
     @staticmethod
@@ -75,7 +72,7 @@ class FusedPath:
     def __call__(
         self, tower: Tower, features: Sequence[Tensor], box_features: Sequence[Tensor] | None
     ) -> list[Tensor]:
-        canvas = Canvas.for_levels(features, self.gap, self.multiple)
+        canvas = Canvas.for_levels(features, self.gap)
         feature = Flow(canvas.pack(features), True)
         box = None if box_features is None else Flow(canvas.pack(box_features), True)
         return canvas.unpack(self.executor(tower, feature, box, canvas).x)
