@@ -22,8 +22,9 @@ import onnxruntime
 import torch
 
 import fad
+from fad.commands.common import parse_size
 from fad.config import load_config
-from fad.engine.export import export_detector, parse_size, sample_images
+from fad.engine.export import SIDE_RANGE, export_detector, sample_images
 from fad.engine.exported import INPUT_NAME, ExportedDetector
 from fad.engine.trained import checkpoint_meta
 from fad.modeling.build import build_detector
@@ -97,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conv-body", default="R-18-FPN-RETINANET")
     parser.add_argument("--width", type=int, default=64, help="FPN width")
     parser.add_argument("--channels", type=int, default=32, help="FAD edge channels")
-    parser.add_argument("--size", type=parse_size, default=(128, 160), help="HxW")
+    parser.add_argument(
+        "--size", type=lambda text: parse_size(text, *SIDE_RANGE), default=(128, 160), help="HxW"
+    )
     parser.add_argument("--threshold", type=float, default=0.05, help="MODEL.FCOS.INFERENCE_TH")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--warmup", type=int, default=3)

@@ -6,8 +6,10 @@ on another) with RepShare and with the naive mixed ops (MODEL.FAD.REPSHARE False
 iteration of the standard FCOS head (``fad.engine.step``: batch preparation, ``WeightStep``); for reference also
 a training iteration of the RepShare supernet alone (what the alpha step adds). Batches are synthetic
 (random images, 1-4 random boxes each). Interleaved repeats after warmup; medians and ratios are
-printed as markdown tables. Target: search / train <= 2.3x (the floor is about 2x: a search
-iteration runs two forward/backward passes).
+printed as markdown tables. Search iterations run on both compute paths (MODEL.COMPUTE_PATH
+fused, plain) for first-order DARTS, GDAS and PC-DARTS (K=4, edge weights). Target (issue 23):
+a first-order DARTS iteration <= 5x a standard-head training iteration (the floor is about 2x:
+a search iteration runs two forward/backward passes).
 
     python bench/search_iteration.py [--device cpu|cuda] [--size 128] [--batch 4] [--threads 1]
 """
@@ -25,7 +27,7 @@ import torch
 from fad.config import load_config
 from fad.engine.step import WeightStep, prepare_batch
 from fad.modeling.build import apply_speed_paths, build_detector
-from fad.search.architect import Architect
+from fad.search.methods import MethodOptions, method_class
 from fad.search.state import build_alpha_optimizer, build_param_optimizer
 from fad.search.step import make_search_step
 from fad.solver import build_optimizer, build_scheduler
@@ -38,6 +40,11 @@ SUPERNET = "train the RepShare supernet (no alpha step)"
 PLAIN = ["MODEL.COMPUTE_PATH", "plain"]
 FUSED = ["MODEL.COMPUTE_PATH", "fused"]
 STANDARD = ["MODEL.FAD.SEARCH", "False", "MODEL.FAD_ON", "False"]
+GDAS = ["SOLVER.SEARCH.METHOD", "gdas"]
+PC_DARTS = [
+    *["SOLVER.SEARCH.METHOD", "pcdarts", "MODEL.FAD.PARTIAL_CHANNELS", "4"],
+    *["MODEL.FAD.EDGE_NORMALIZATION", "True"],
+]
 # variant -> (iteration kind, config overrides on top of the search config)
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     TRAIN: ("train", [*STANDARD, *PLAIN]),
@@ -45,6 +52,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     SEARCH: ("search", ["MODEL.FAD.REPSHARE", "True", *FUSED]),
     "search, RepShare, plain": ("search", ["MODEL.FAD.REPSHARE", "True", *PLAIN]),
     "search, naive ops": ("search", ["MODEL.FAD.REPSHARE", "False", *PLAIN]),
+    "search, GDAS, fused": ("search", [*GDAS, *FUSED]),
+    "search, GDAS, plain": ("search", [*GDAS, *PLAIN]),
+    "search, PC-DARTS (K=4), fused": ("search", [*PC_DARTS, *FUSED]),
+    "search, PC-DARTS (K=4), plain": ("search", [*PC_DARTS, *PLAIN]),
     SUPERNET: ("train", ["MODEL.FAD.REPSHARE", "True", *FUSED]),
 }
 
@@ -75,10 +86,12 @@ def build_step(args: argparse.Namespace, kind: str, overrides: list[str]) -> Cal
     batches = (synthetic_batch(args, 1), synthetic_batch(args, 2))
     if kind == "search":
         optimizer = build_param_optimizer(model, cfg.SOLVER)
-        architect = Architect(model, build_alpha_optimizer(model, cfg.SOLVER.SEARCH), optimizer)
+        alpha_optimizer = build_alpha_optimizer(model, cfg.SOLVER.SEARCH)
+        method_cls = method_class(cfg.SOLVER.SEARCH.METHOD, cfg.SOLVER.SEARCH.FIRST_ORDER)
+        method = method_cls(model, alpha_optimizer, optimizer, MethodOptions())
         step = make_search_step(
             model,
-            architect,
+            method,
             optimizer,
             build_scheduler(optimizer, cfg.SOLVER),
             device,

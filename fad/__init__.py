@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from fad.runtime.version import __version__
+
 __all__ = ["__version__", "fcos", "load", "read_genotypes", "write_genotypes"]
 API = ("fcos", "load", "read_genotypes", "write_genotypes")
 

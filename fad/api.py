@@ -20,7 +20,7 @@ from fad.engine.trained import TrainedModel
 from fad.errors import FadError
 from fad.modeling.build import build_detector
 from fad.modeling.deploy import CategoryDetector
-from fad.modeling.fcos import FCOSDetector
+from fad.modeling.fcos.detector import FCOSDetector
 from fad.search_space.genotype import (
     ROLES,
     Genotype,
@@ -40,9 +40,25 @@ def load(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Ca
     image, `boxes` [N, 4] xyxy in image pixels, `scores` [N], `labels` [N] as the dataset's
     category ids; `model.class_names[i]` names `model.category_ids[i]`.
     """
+    device = _device(device)
     trained = TrainedModel.read(path)
     model = CategoryDetector(trained.build(), trained.class_names, trained.category_ids)
     return model.to(device)
+
+
+def _device(device: str | torch.device) -> torch.device:
+    """`device` as a torch.device this machine has; anything else is a one-line FadError."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise FadError(f"device {device!r}: expected e.g. 'cpu', 'cuda' or 'cuda:0'") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            raise FadError(f"device {device}: this machine has {count} CUDA device(s)")
+    elif device.type not in ("cpu", "meta"):
+        raise FadError(f"device {device}: fad runs on 'cpu' or 'cuda'")
+    return device
 
 
 def fcos(

@@ -19,10 +19,10 @@ COMMANDS = (
     "predict",
     "export",
     "demo",
+    "study",
     "config",
     "data",
     "genotype",
-    "plot",
 )
 
 
@@ -33,13 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"fad.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"fad.commands.{name}":
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(f"fad.commands.{name}").register(sub)
     return parser
 
 

@@ -20,7 +20,7 @@ import logging
 import shutil
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -34,8 +34,9 @@ from fad.engine.predict import predict
 from fad.engine.train import run_training
 from fad.engine.trained import TrainedModel
 from fad.errors import FadError
-from fad.modeling.cost import flop_counter
+from fad.modeling.cost import module_cost
 from fad.runtime.atomic import atomic_write_text
+from fad.runtime.memory import peak_rss_mib, reset_peak_rss
 from fad.search.searcher import run_search
 from fad.search_space.genotype import read_genotype_file
 
@@ -54,6 +55,8 @@ BACKBONE_JSON = "backbone.json"
 BACKBONE_SEED = 0
 LATENCY_REPEATS = 20
 COST_KEYS = ("head_params", "head_gflops", "head_latency_ms")
+# what the demo report keeps of the search report
+SEARCH_KEYS = ("method", "iterations", "warmup_iters", "convergence", "settled_since", "cost")
 
 
 def packaged_config(name: str) -> Path:
@@ -116,14 +119,36 @@ def pretrain_backbone(root: Path, opts: Sequence[str]) -> dict[str, Any]:
     return record
 
 
+class StageMeter:
+    """Wall time and peak resident memory of each stage of the demo (`fad.runtime.memory`)."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, dict[str, float]] = {}
+
+    def run(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        reset_peak_rss()
+        start = time.perf_counter()
+        result = fn(*args, **kwargs)
+        self.records[name] = {
+            "seconds": time.perf_counter() - start,
+            "peak_rss_mib": peak_rss_mib(),
+        }
+        return result
+
+
+def stage_config(stage: str, opts: Sequence[str], backbone: str, seed: int, output_dir: Path):
+    """The config of demo `stage` ("search", "fcos", "fad") on the stage-0 `backbone` weights."""
+    common = [*opts, "MODEL.WEIGHT", backbone, "SEED", str(seed), "OUTPUT_DIR", str(output_dir)]
+    return load_config(packaged_config(CONFIGS[stage]), common)
+
+
 def head_cost(model: nn.Module, size: tuple[int, int]) -> dict[str, float]:
     """Parameters, GFLOPs and latency (ms, median) of a detector's head on the FPN levels of one
     `size` image (the backbone excluded: it is the same for both heads)."""
     model = model.eval()
     with torch.no_grad():
         features = list(model.backbone(torch.zeros(1, 3, *size)).values())
-        with flop_counter() as counter:
-            model.head(features)
+        params, flops = module_cost(model.head, features)
         for _ in range(3):
             model.head(features)
         times = []
@@ -132,8 +157,8 @@ def head_cost(model: nn.Module, size: tuple[int, int]) -> dict[str, float]:
             model.head(features)
             times.append(time.perf_counter() - start)
     return {
-        "head_params": sum(p.numel() for p in model.head.parameters()),
-        "head_gflops": counter.get_total_flops() / 1e9,
+        "head_params": params,
+        "head_gflops": flops / 1e9,
         "head_latency_ms": 1000 * statistics.median(times),
     }
 
@@ -151,35 +176,37 @@ def run_demo(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    backbone = pretrain_backbone(Path(backbone_root or out), opts)
-    common = [*opts, "MODEL.WEIGHT", backbone["weights"], "SEED", str(seed)]
+    stages = StageMeter()
+    backbone = stages.run("backbone", pretrain_backbone, Path(backbone_root or out), opts)
 
     def config(stage: str):
-        return load_config(
-            packaged_config(CONFIGS[stage]), common + ["OUTPUT_DIR", str(out / stage)]
-        )
+        return stage_config(stage, opts, backbone["weights"], seed, out / stage)
 
     log.info("demo 1/4: searching the FAD towers on the pretrained backbone")
-    search_report = run_search(config("search"))
+    search_report = stages.run("search", run_search, config("search"))
     genotypes = read_genotype_file(out / "search" / "genotype.log")
     log.info("demo 2/4: training the standard FCOS head on the pretrained backbone")
     fcos_cfg = config("fcos")
-    results = {FCOS_ROW: run_training(fcos_cfg)}
+    results = {FCOS_ROW: stages.run("fcos", run_training, fcos_cfg)}
     log.info("demo 3/4: training the searched FAD head on the pretrained backbone")
-    results[FAD_ROW] = run_training(config("fad"), genotypes=genotypes)
+    results[FAD_ROW] = stages.run("fad", run_training, config("fad"), genotypes=genotypes)
 
     log.info("demo 4/4: report")
     size = (fcos_cfg.INPUT.MIN_SIZE_TEST, fcos_cfg.INPUT.MAX_SIZE_TEST)
     weights = {FCOS_ROW: out / "fcos" / "model_final.pth", FAD_ROW: out / "fad" / "model_final.pth"}
-    rows = {
-        name: {
-            **_first_report(result),
-            **head_cost(TrainedModel.read(weights[name]).build(), size),
-            "train_seconds": result["train"]["seconds"],
+
+    def rows_and_pictures() -> dict[str, dict[str, Any]]:
+        _pictures(out, weights, fcos_cfg, num_pictures)
+        return {
+            name: {
+                **_first_report(result),
+                **head_cost(TrainedModel.read(weights[name]).build(), size),
+                "train_seconds": result["train"]["seconds"],
+            }
+            for name, result in results.items()
         }
-        for name, result in results.items()
-    }
-    _pictures(out, weights, fcos_cfg, num_pictures)
+
+    rows = stages.run("report", rows_and_pictures)
     report = {
         "seed": seed,
         "opts": list(opts),
@@ -187,7 +214,9 @@ def run_demo(
         "backbone": {"coco": backbone["coco"], "seconds": backbone["seconds"]},
         "search_seconds": search_report.get("wall_seconds", 0.0),
         "search_stability": search_report.get("genotype_stability", {}),
+        "search": {k: search_report.get(k) for k in SEARCH_KEYS},
         "genotypes": {k: str(v) for k, v in genotypes.items()},
+        "stages": stages.records,
         "total_seconds": time.perf_counter() - t0,
         "input_size": size,
         "threads": torch.get_num_threads(),
@@ -210,6 +239,54 @@ def _pictures(out: Path, weights: dict[str, Path], cfg, count: int) -> None:
         predict(
             str(weights[name]), str(sample), str(out / "pictures" / folder), score_threshold=0.4
         )
+
+
+def search_lines(search: dict[str, Any]) -> list[str]:
+    """How far the search went: method, iterations, convergence per tower, cost and budget."""
+    if not search.get("convergence"):
+        return []
+    alpha_steps = search["iterations"] - search["warmup_iters"]
+    lines = [
+        "",
+        f"## Search: {search['method']}, {search['iterations']} iterations "
+        f"({alpha_steps} alpha steps)",
+        "",
+        "| tower | mean entropy (nats) | uniform | ratio | weakest kept op / uniform | verdict |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for role, f in search["convergence"].items():
+        verdict = (
+            "converged" if f["converged"] else "near uniform" if f["near_uniform"] else "moving"
+        )
+        lines.append(
+            f"| {role} | {f['mean_entropy']:.3f} | {f['uniform_entropy']:.3f} "
+            f"| {f['entropy_ratio']:.2f} | {f['min_top_over_uniform']:.2f}x | {verdict} |"
+        )
+    if any(f["near_uniform"] for f in search["convergence"].values()):
+        lines += ["", "**The genotype was read off near-uniform op weights: noise, not a choice.**"]
+    if search.get("settled_since") is not None:
+        lines += ["", f"The genotype has not changed since iteration {search['settled_since']}."]
+    cost = search.get("cost")
+    if cost:
+        lines += [
+            "",
+            f"Budget {cost['budget_gflops']:.3f} GFLOPs; the searched head "
+            f"{cost['genotype_gflops']:.3f} (expected under the final op weights "
+            f"{cost['expected_gflops']:.3f}).",
+        ]
+    return lines
+
+
+def stage_lines(stages: dict[str, dict[str, float]]) -> list[str]:
+    """Wall time and peak resident memory per stage."""
+    if not stages:
+        return []
+    lines = ["", "| stage | time | peak resident memory |", "|---|---:|---:|"]
+    for name, record in stages.items():
+        lines.append(
+            f"| {name} | {record['seconds'] / 60:.1f} min | {record['peak_rss_mib']:.0f} MiB |"
+        )
+    return lines
 
 
 def render_markdown(report: dict[str, Any], out: Path) -> str:
@@ -249,6 +326,15 @@ def render_markdown(report: dict[str, Any], out: Path) -> str:
             f"{row['train_seconds'] / 60:.1f} min",
         ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "**One seed is no verdict**: the same seed trains to a different AP on another machine, "
+        "and heads differ by less than seeds do. `fad demo --seeds 0,1,2 --random 5` gives the "
+        "paired 95 % interval against the standard head and the searched head's rank among "
+        "genotypes drawn at random from the same space.",
+    ]
+    lines += search_lines(report.get("search") or {})
+    lines += stage_lines(report.get("stages") or {})
     lines += ["", "## Searched genotype (genotype.log)", "", "```"]
     lines += [report["genotypes"].get("box", ""), report["genotypes"].get("cls", ""), "```", ""]
     plots = out / "search" / "plots"

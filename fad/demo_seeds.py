@@ -21,11 +21,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fad.demo import AP_KEYS, COST_KEYS, FAD_ROW, FCOS_ROW, REPORT_JSON, read_json, run_demo
+from fad.demo import (
+    AP_KEYS,
+    COST_KEYS,
+    FAD_ROW,
+    FCOS_ROW,
+    REPORT_JSON,
+    read_json,
+    run_demo,
+    stage_config,
+)
 from fad.errors import FadError
 from fad.evaluation.stats import paired_interval
 from fad.runtime.atomic import atomic_write_text
 from fad.search.history import genotype_edges
+from fad.study_random import compare, run_random_control
+from fad.viz.study_plot import plot_study
 
 log = logging.getLogger("fad")
 STUDY_JSON = "seed_study.json"
@@ -174,15 +185,88 @@ def render_study_markdown(summary: dict[str, Any]) -> str:
                 f"| {row} | {stats['head_params']['mean'] / 1e6:.3f} M "
                 f"| {stats['head_gflops']['mean']:.3f} | {stats['head_latency_ms']['mean']:.1f} ms |"
             )
+    if "random_control" in summary:
+        lines += random_control_lines(summary["random_control"])
     lines += ["", "## Searched genotypes (box, cls)", ""]
     for seed, genotypes in summary["genotypes"].items():
         lines += [f"seed {seed}:", "```", genotypes.get("box", ""), genotypes.get("cls", ""), "```"]
     return "\n".join(lines) + "\n"
 
 
-def run_seed_study(out_dir: str | Path, opts: Sequence[str], seeds: Sequence[int]) -> dict:
-    """The demo once per seed into ``out_dir/seed_<s>`` (finished seeds reused), then the summary
-    written as ``seed_study.json`` and ``seed_study.md`` and printed."""
+def add_random_control(
+    out: Path, opts: Sequence[str], reports: dict[int, dict[str, Any]], num: int
+) -> dict[str, Any]:
+    """`num` random genotypes (and the paper's) trained as the seeds' FAD heads, with the first
+    seed, into ``out/random``; the comparison with the searched and standard heads, and its
+    picture ``random_control.png``."""
+    seeds = sorted(reports)
+    backbone = str(out / "backbone" / "model_final.pth")
+
+    def config(folder: Path):
+        return stage_config("fad", opts, backbone, seeds[0], folder)
+
+    cfg = config(out / "random")
+    size = (cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
+    records = run_random_control(out / "random", config, num=num, size=size)
+    comparison = compare(
+        records,
+        [reports[s]["rows"][FAD_ROW]["AP"] for s in seeds],
+        [reports[s]["rows"][FCOS_ROW]["AP"] for s in seeds],
+    )
+    title = f"AP of {num} random genotypes vs the searched heads ({len(seeds)} seeds)"
+    plot_study(comparison, out / "random_control", title)
+    return {"comparison": comparison, "records": records, "training_seed": seeds[0]}
+
+
+def random_control_lines(control: dict[str, Any]) -> list[str]:
+    """The random control's section of a study's markdown."""
+    c = control["comparison"]
+    lines = [
+        "",
+        f"## Random control: {len(c['random_ap'])} genotypes drawn uniformly from the space",
+        "",
+        "Trained exactly as the searched heads (same config, budget, backbone), with seed "
+        f"{control['training_seed']}. Random genotypes: AP {c['random_mean']:.3f} ± "
+        f"{c['random_std']:.3f}."
+        + (f" The paper's genotype: {c['paper_ap']:.3f}." if c["paper_ap"] is not None else "")
+        + (
+            " Standard head: " + ", ".join(f"{ap:.3f}" for ap in c["standard_ap"]) + "."
+            if c["standard_ap"]
+            else ""
+        ),
+    ]
+    if c["searched_ap"]:
+        verdict = "beats" if c["beats_random_by_one_std"] else "does not beat"
+        in_std = c["improvement_in_std"]
+        lines += [
+            "",
+            f"**The searched head ({c['searched_mean']:.3f}; "
+            + ", ".join(f"{ap:.3f}" for ap in c["searched_ap"])
+            + f"; ranks among the random ones: {c['ranks']}) {verdict} the random mean by more "
+            f"than one standard deviation: {c['improvement']:+.3f} AP"
+            + (f" ({in_std:+.1f} std)." if in_std is not None else ".")
+            + "**",
+        ]
+    lines += [
+        "",
+        "![random control](random_control.png)",
+        "",
+        "| genotype | AP | AP50 | head GFLOPs |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, record in control["records"].items():
+        lines.append(
+            f"| {name} | {record['AP']:.3f} | {record['AP50']:.3f} | {record['head_gflops']:.3f} |"
+        )
+    return lines
+
+
+def run_seed_study(
+    out_dir: str | Path, opts: Sequence[str], seeds: Sequence[int], random: int = 0
+) -> dict:
+    """The demo once per seed into ``out_dir/seed_<s>`` (finished seeds reused), with `random`
+    random genotypes as the control (`add_random_control`), then the summary written as
+    ``seed_study.json`` and ``seed_study.md`` and printed."""
     out = Path(out_dir)
     reports = {}
     single = read_json(out / REPORT_JSON)  # a plain `fad demo` run into the same folder
@@ -205,6 +289,8 @@ def run_seed_study(out_dir: str | Path, opts: Sequence[str], seeds: Sequence[int
             log.info("seed study: seed %d already done, reading %s", seed, source)
         reports[seed] = report
     summary = summarize(reports)
+    if random > 0:
+        summary["random_control"] = add_random_control(out, opts, reports, random)
     atomic_write_text(out / STUDY_JSON, json.dumps(summary, indent=1) + "\n")
     text = render_study_markdown(summary)
     atomic_write_text(out / STUDY_MD, text)

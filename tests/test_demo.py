@@ -33,6 +33,12 @@ def test_demo_runs_the_whole_pipeline(tiny_opts, tmp_path, capsys):
     saved = json.loads((out / "demo_report.json").read_text())
     assert saved["seed"] == 0 and set(saved["rows"]) == {FCOS_ROW, FAD_ROW}
     assert 0.0 <= saved["rows"][FAD_ROW]["AP"] <= 1.0 and saved["search_seconds"] > 0
+    assert "One seed is no verdict" in report and "--seeds 0,1,2 --random 5" in report
+    assert "## Search: darts_1st, 2 iterations (1 alpha steps)" in report
+    assert "| box |" in report and "near uniform" in report  # one alpha step decides nothing
+    assert set(saved["stages"]) == {"backbone", "search", "fcos", "fad", "report"}
+    assert all(s["peak_rss_mib"] > 50 and s["seconds"] > 0 for s in saved["stages"].values())
+    assert "| search |" in report and "MiB |" in report
 
 
 def test_a_stored_backbone_is_reused_only_with_the_same_resolved_config(tmp_path, monkeypatch):
@@ -55,3 +61,21 @@ def test_a_stored_backbone_is_reused_only_with_the_same_resolved_config(tmp_path
         pretrain_backbone(tmp_path, [])
     with pytest.raises(FadError, match="with the overrides"):
         pretrain_backbone(tmp_path, ["SOLVER.MAX_ITER", "5"])
+
+
+def test_head_cost_is_the_heads_module_cost(shapes_config):
+    import torch
+
+    from fad.config import load_config
+    from fad.demo import head_cost
+    from fad.modeling.build import build_detector
+    from fad.modeling.cost import count_parameters, module_cost
+
+    cfg = load_config(shapes_config, ["MODEL.RESNETS.BACKBONE_OUT_CHANNELS", "32"])
+    model = build_detector(cfg, 5, load_weights=False).eval()
+    cost = head_cost(model, (64, 96))
+    with torch.no_grad():
+        features = list(model.backbone(torch.zeros(1, 3, 64, 96)).values())
+    assert cost["head_params"] == count_parameters(model.head) > 0
+    assert cost["head_gflops"] * 1e9 == module_cost(model.head, features)[1] > 0
+    assert cost["head_latency_ms"] > 0

@@ -7,7 +7,21 @@ import argparse
 from yacs.config import CfgNode as CN
 
 from fad.config import load_config
+from fad.errors import FadError
 from fad.search_space.genotype import Genotype, load_genotypes
+
+
+def parse_size(text: str, low: int = 1, high: int | None = None) -> tuple[int, int]:
+    """``--size HxW`` (e.g. 800x1333) -> (height, width), each side in [low, high]; anything
+    else is a one-line FadError naming the value."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise FadError(f"--size {text!r}: expected HxW (height x width), e.g. 800x1333")
+    size = (int(parts[0]), int(parts[1]))
+    if not all(low <= s <= (high or s) for s in size):
+        bounds = f"in [{low}, {high}]" if high else f">= {low}"
+        raise FadError(f"--size {text!r}: each side must be {bounds}")
+    return size
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:

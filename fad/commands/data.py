@@ -1,7 +1,7 @@
 """`fad data`: generate the shapes dataset, or check datasets and print what loading keeps.
 
 fad data shapes --out DIR [--level easy|hard --seed S --train N --val M --min-size A --max-size B]
-fad data check NAME [NAME ...] [--eval] [--root DIR]
+fad data check NAME [NAME ...] [--eval] [--root DIR] [--config-file C]
 """
 
 from __future__ import annotations
@@ -48,6 +48,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="unreadable training images tolerated (default DATALOADER.MAX_BAD_IMAGE_FRACTION)",
     )
+    check.add_argument(
+        "--config-file",
+        default=None,
+        help="the run's config: its INPUT sizes tell degenerate images (too elongated for the "
+        "resize), its DATALOADER.MAX_BAD_IMAGE_FRACTION the budget (default: the defaults)",
+    )
     check.set_defaults(func=run_check)
 
 
@@ -79,23 +85,30 @@ def run_shapes(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    """Print each set's data report and its unreadable images; fail (exit 2) when a training run
-    with this bad-image budget would stop, or, with --eval, on any unreadable image."""
+    """Print each set's data report and its unreadable and degenerate images; fail (exit 2) when
+    a training run with this bad-image budget would stop, or, with --eval, on any unreadable
+    image (evaluation skips degenerate ones and counts them)."""
     from functools import partial
 
     from tqdm import tqdm
 
-    from fad.config.defaults import get_default_config
+    from fad.config import load_config
     from fad.data.build import build_datasets
-    from fad.data.robust import bad_image_limit, unreadable_images
+    from fad.data.robust import bad_image_limit, degenerate_images, unreadable_images
+    from fad.engine.run import inference_resize, train_resize
     from fad.errors import FadError
 
+    cfg = load_config(args.config_file)
     fraction = args.max_bad_fraction
     budget = "--max-bad-fraction"
     if fraction is None:
-        fraction = get_default_config().DATALOADER.MAX_BAD_IMAGE_FRACTION
-        budget = "DATALOADER.MAX_BAD_IMAGE_FRACTION"
+        fraction, budget = (
+            cfg.DATALOADER.MAX_BAD_IMAGE_FRACTION,
+            "DATALOADER.MAX_BAD_IMAGE_FRACTION",
+        )
+    resize = inference_resize(cfg) if args.eval else train_resize(cfg)
     bad: list[str] = []
+    degenerate: list[str] = []
     total = 0
     for dataset in build_datasets(args.names, train=not args.eval, root=args.root):
         print(dataset.report_text())
@@ -105,18 +118,24 @@ def run_check(args: argparse.Namespace) -> int:
         found = unreadable_images(dataset, bar)
         for reason in found.values():
             print(f"  unreadable: {reason}")
+        unusable = degenerate_images([dataset], resize)
+        for index, reason in unusable.items():
+            if index not in found:
+                print(f"  {reason}")
+                degenerate.append(reason)
         bad += found.values()
         total += len(dataset)
-    print(f"{len(bad)} of {total} images unreadable")
+    print(f"{len(bad)} of {total} images unreadable, {len(degenerate)} degenerate")
     if args.eval and bad:
         raise FadError(
             f"{len(bad)} unreadable images, e.g. {bad[0]}: evaluation stops at the first "
             "unreadable image"
         )
     limit = bad_image_limit(total, fraction)
-    if not args.eval and len(bad) > limit:
+    skipped = bad + degenerate
+    if not args.eval and len(skipped) > limit:
         raise FadError(
-            f"{len(bad)} of {total} training images are unreadable and {budget} ({fraction}) "
-            f"allows {limit}: a training run would stop; e.g. {bad[0]}"
+            f"{len(skipped)} of {total} training images are unreadable or degenerate and {budget} "
+            f"({fraction}) allows {limit}: a training run would stop; e.g. {skipped[0]}"
         )
     return 0

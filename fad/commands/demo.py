@@ -1,8 +1,15 @@
-"""`fad demo [--out DIR] [--seed S | --seeds 0,1,2] [KEY VALUE ...]`: search, train, compare."""
+"""`fad demo [--out DIR] [--seed S | --seeds 0,1,2] [KEY VALUE ...]`: search, train, compare.
+
+Everything checkable is checked before stage 0 starts: the seeds (in range, not repeated), the
+overrides against every stage's config with each seed, and `--out` writable; the demo then owns
+`--out` (a second demo into it is refused in one line).
+"""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,6 +24,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(finished seeds are reused)",
     )
     p.add_argument(
+        "--random",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --seeds: also train N genotypes drawn uniformly from the space (and the "
+        "paper's) exactly as the searched heads, and rank the searched heads among them",
+    )
+    p.add_argument(
         "opts",
         nargs=argparse.REMAINDER,
         metavar="KEY VALUE",
@@ -25,18 +40,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def check_stage_configs(out: Path, opts: Sequence[str], seeds: Sequence[int]) -> None:
+    """Load every stage's config with `opts` and each seed (a FadError names the first problem,
+    e.g. `SEED must be in [0, ...]`), as the stages will, before any of them runs."""
+    from fad.config import load_config
+    from fad.demo import CONFIGS, packaged_config
 
+    weights = str(out / "backbone" / "model_final.pth")
+    for seed in seeds:
+        for stage, name in CONFIGS.items():
+            extra = ["SEED", str(seed), "OUTPUT_DIR", str(out / stage)]
+            if stage != "backbone":
+                extra += ["MODEL.WEIGHT", weights]
+            load_config(packaged_config(name), [*opts, *extra])
+
+
+def run(args: argparse.Namespace) -> int:
     from fad.demo import run_demo
     from fad.demo_seeds import parse_seeds, run_seed_study
+    from fad.errors import FadError
     from fad.runtime.atomic import check_writable_folder
+    from fad.runtime.lock import own_folder
     from fad.runtime.logger import setup_logger
 
-    check_writable_folder(Path(args.out), "--out")
+    out, opts = Path(args.out), args.opts or []
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else [args.seed]
+    if args.random < 0 or (args.random and args.seeds is None):
+        raise FadError(f"--random N needs --seeds and N >= 0, got {args.random}")
+    check_stage_configs(out, opts, seeds)
+    check_writable_folder(out, "--out")
+    owner = own_folder(out, "--out")
     setup_logger(args.out)
-    if args.seeds is not None:
-        run_seed_study(args.out, args.opts or [], parse_seeds(args.seeds))
-    else:
-        run_demo(args.out, args.opts or [], seed=args.seed)
+    try:
+        if args.seeds is not None:
+            run_seed_study(args.out, opts, seeds, random=args.random)
+        else:
+            run_demo(args.out, opts, seed=args.seed)
+    finally:
+        owner.release()
     return 0

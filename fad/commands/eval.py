@@ -33,5 +33,6 @@ def run(args: argparse.Namespace) -> int:
     ctx = start_run(cfg, local_rank=args.local_rank, log_name="eval_log.txt", write_config=False)
     model = trained.build(cfg, genotypes).to(ctx.device)
     apply_speed_paths(model, cfg)
+    ctx.start_writing()
     evaluate_model(cfg, model, ctx, trained.class_names)
     return 0

@@ -25,12 +25,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from fad.engine.export import export_detector, parse_size
+    from fad.commands.common import parse_size
+    from fad.engine.export import SIDE_RANGE, export_detector
     from fad.engine.predict import list_images
     from fad.runtime.logger import setup_logger
 
     setup_logger(None)
-    size = parse_size(args.size) if args.size else None
+    size = parse_size(args.size, *SIDE_RANGE) if args.size else None
     images = list_images(Path(args.check_images)) if args.check_images else []
     report = export_detector(args.weights, args.format, args.out, size, images)
     print(

@@ -7,21 +7,11 @@ from pathlib import Path
 
 import torch
 
-from fad.errors import FadError
-from fad.modeling.cost import count_flops, count_parameters
+from fad.commands.common import parse_size
+from fad.modeling.cost import module_cost
 from fad.search_space.genotype import PRESETS, ROLES, Genotype, load_genotypes
 from fad.search_space.towers import CellTowerSpec, FixedTower, TowerSpec, build_tower
 from fad.viz.genotype_plot import INSTALL_HINT, dot_available, plot_genotype
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``HxW`` (e.g. 100x152) -> (height, width)."""
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise FadError(
-            f"--size {text!r}: expected HEIGHTxWIDTH with positive integers, e.g. 100x152"
-        )
-    return int(parts[0]), int(parts[1])
 
 
 def fixed_tower(
@@ -44,9 +34,7 @@ def cells_cost(tower: FixedTower, height: int, width: int) -> tuple[int, int]:
     multiply-add = 2 FLOPs (GroupNorm, ReLU and additions are not counted).
     """
     feature = torch.empty(1, tower.out_channels, height, width, device="meta")
-    with torch.no_grad():
-        flops = count_flops(lambda: tower.forward_cells(feature, feature))
-    return count_parameters(tower.cells), flops
+    return module_cost(tower.cells, feature, feature, call=tower.forward_cells)
 
 
 def run_show(args: argparse.Namespace) -> int:

@@ -41,6 +41,9 @@ _C.MODEL.BACKBONE.FREEZE_CONV_BODY_AT = 2
 # fad: freeze the FPN too (with FREEZE_CONV_BODY_AT 5 and NORM FrozenBN the whole backbone is a
 # fixed feature extractor, e.g. the demo's pretrained stage)
 _C.MODEL.BACKBONE.FREEZE_FPN = False
+# fad: with a frozen backbone (FREEZE_CONV_BODY_AT 5, FREEZE_FPN, FrozenBN), keep up to this many
+# MiB of FPN features per input image and reuse them (0: off); see fad/modeling/feature_cache.py
+_C.MODEL.BACKBONE.FEATURE_CACHE_MB = 0
 _C.MODEL.BACKBONE.USE_GN = False
 # fad: normalisation in the ResNet: "FrozenBN" (pretrained, as the original), "BN" or "GN" (scratch)
 _C.MODEL.BACKBONE.NORM = "FrozenBN"
@@ -138,6 +141,16 @@ _C.MODEL.FAD.NUM_CELLS_BOX = 2
 _C.MODEL.FAD.NUM_NODES_BOX = 3
 _C.MODEL.FAD.NUM_CHANNELS_BOX = 96
 _C.MODEL.FAD.REPSHARE = True  # fad: False builds every op as its own module (plain DARTS)
+# fad: search supernets only: 1 / PARTIAL_CHANNELS of an edge's channels through its ops, and a
+# weight per edge, softmax(beta) (PC-DARTS; SOLVER.SEARCH.METHOD "pcdarts" needs both)
+_C.MODEL.FAD.PARTIAL_CHANNELS = 1
+# fad: RepShare's decouple 1x1 convs start as PyTorch inits them ("default", as the original) or as
+# the identity ("identity": every op's result starts at the scale of the op's own output)
+_C.MODEL.FAD.DECOUPLE_INIT = "default"
+# fad: search supernets only: False leaves 'none' out of the ops the alphas weigh (a genotype never
+# keeps it; its weight only absorbs what the loss asks of an edge's scale). True: as the original
+_C.MODEL.FAD.SEARCH_NONE = True
+_C.MODEL.FAD.EDGE_NORMALIZATION = False
 _C.MODEL.FAD.SPACE = "released"  # fad: "released" (10 ops + none) or "with_r3" (dilation-3 too)
 
 _C.INPUT = CN()
@@ -187,6 +200,20 @@ _C.SOLVER.SEARCH.BASE_LR_ALPHA = 3e-4
 _C.SOLVER.SEARCH.WEIGHT_DECAY_ALPHA = 1e-3
 _C.SOLVER.SEARCH.BETAS_ALPHA = (0.5, 0.999)
 _C.SOLVER.SEARCH.FIRST_ORDER = True
+# fad: the search method, fad.search.methods.METHODS: "darts_1st", "darts_2nd", "gdas", "pcdarts";
+# "" is DARTS of FIRST_ORDER's order (the original's key)
+_C.SOLVER.SEARCH.METHOD = ""
+# fad: first-order methods: True steps the alphas after the weight step, on its gradient (one
+# forward and backward per iteration; no alpha batch), False: on a batch of the alpha stream
+_C.SOLVER.SEARCH.ONE_LEVEL = False
+# fad: sampled methods (gdas): the Gumbel-softmax temperature at the first and the last alpha step
+_C.SOLVER.SEARCH.TAU = (10.0, 0.1)
+# fad: a head within a budget (fad/search/budget.py): GFLOPs of the trained head (COST_CELLS cells per
+# tower, 0: the search's own) on one INPUT.MIN_SIZE_TEST x MAX_SIZE_TEST image; 0 disables. Above it
+# the alpha loss gains COST_WEIGHT * (expected / budget - 1)
+_C.SOLVER.SEARCH.COST_BUDGET = 0.0
+_C.SOLVER.SEARCH.COST_WEIGHT = 1.0
+_C.SOLVER.SEARCH.COST_CELLS = 0
 _C.SOLVER.SEARCH.CLIP_GRAD_NORM = 20.0
 _C.SOLVER.SEARCH.ALPHA_HOLDOUT = 0.0  # fad: fraction of train images kept for the alpha stream
 # fad: the first WARMUP_ITERS iterations train the weights only; the alphas start moving after

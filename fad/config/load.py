@@ -2,7 +2,10 @@
 
 Values are data: YAML is read with `yaml.safe_load`, strings that look like Python literals
 (`("coco_2017_train",)`, `(640, 800)`) go through `ast.literal_eval`, never `eval`. Every error is a
-one-line `FadError` naming the file, line and key path.
+one-line `FadError` naming the file, line and key path. Inputs are bounded
+(`fad.runtime.limits`): a config file of at most 1 MiB of UTF-8 text, 100 levels and 100,000
+YAML nodes (an alias counted at each use, so an alias bomb stops at once), overrides of at most
+10,000 characters; a bad value is shown cut to 80 characters.
 """
 
 from __future__ import annotations
@@ -19,6 +22,14 @@ from yacs.config import CfgNode as CN
 from fad.config.defaults import get_default_config
 from fad.config.validate import non_finite_value, validate_config
 from fad.errors import FadError
+from fad.runtime.limits import (
+    MAX_CONFIG_BYTES,
+    MAX_CONFIG_NODES,
+    MAX_NESTING,
+    MAX_OVERRIDE_CHARS,
+    read_text_file,
+    shown,
+)
 
 
 def all_keys(node: CN, prefix: str = "") -> list[str]:
@@ -67,27 +78,27 @@ def coerce_value(key: str, value: Any, default: Any, where: str) -> Any:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             value = (value,)
         if not isinstance(value, (tuple, list)):
-            raise FadError(f"{where}: {key} must be a list/tuple, got {value!r}")
+            raise FadError(f"{where}: {key} must be a list/tuple, got {shown(value)}")
         if default and all(
             isinstance(d, (int, float)) and not isinstance(d, bool) for d in default
         ):
             if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-                raise FadError(f"{where}: {key} must be a tuple of numbers, got {value!r}")
+                raise FadError(f"{where}: {key} must be a tuple of numbers, got {shown(value)}")
         _check_finite(key, value, where)
         return tuple(value) if isinstance(default, tuple) else list(value)
     if isinstance(default, bool):
         if not isinstance(value, bool):
-            raise FadError(f"{where}: {key} must be True or False, got {value!r}")
+            raise FadError(f"{where}: {key} must be True or False, got {shown(value)}")
         return value
     if isinstance(default, int):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise FadError(f"{where}: {key} must be an integer, got {value!r}")
+            raise FadError(f"{where}: {key} must be an integer, got {shown(value)}")
         if isinstance(value, float) and not value.is_integer():
-            raise FadError(f"{where}: {key} must be an integer, got {value!r}")
+            raise FadError(f"{where}: {key} must be an integer, got {shown(value)}")
         return int(value)
     if isinstance(default, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise FadError(f"{where}: {key} must be a number, got {value!r}")
+            raise FadError(f"{where}: {key} must be a number, got {shown(value)}")
         _check_finite(key, value, where)
         return float(value)
     return value
@@ -101,6 +112,8 @@ def _check_finite(key: str, value: Any, where: str) -> None:
 
 
 def _set(cfg: CN, key: str, value: Any, where: str) -> None:
+    if len(key) > 200:
+        raise FadError(f"{where}: unknown config key {shown(key)}")
     node = cfg
     parts = key.split(".")
     for i, part in enumerate(parts):
@@ -135,6 +148,10 @@ def _yaml_leaves(node: yaml.Node, prefix: str, path: str) -> Iterable[tuple[str,
 
 def merge_from_text(cfg: CN, text: str, source: str) -> None:
     """Merge YAML text into `cfg`; errors read `source:line: ...`."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise FadError(
+            f"{source}: {len(text)} characters, more than the {MAX_CONFIG_BYTES} allowed"
+        )
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except RecursionError:
@@ -143,27 +160,52 @@ def merge_from_text(cfg: CN, text: str, source: str) -> None:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise FadError(f"{source}{line}: invalid YAML: {problem}") from None
+        raise FadError(f"{source}{line}: invalid YAML: {shown(problem)[1:-1]}") from None
     if root is None:
         return
+    _check_node_budget(root, source)
     for key, value, line in _yaml_leaves(root, "", source):
         if key == "_BASE_":
             raise FadError(f"{source}:{line}: _BASE_ configs are not supported; merge the files")
         _set(cfg, key, value, f"{source}:{line}")
 
 
+def _check_node_budget(root: yaml.Node, source: str) -> None:
+    """Count the nodes a reader of `root` would visit (an alias at each use, without expanding
+    anything) and stop at MAX_CONFIG_NODES or MAX_NESTING levels."""
+    stack = [(root, 1)]
+    visited = 0
+    while stack:
+        node, depth = stack.pop()
+        visited += 1
+        if visited > MAX_CONFIG_NODES or depth > MAX_NESTING:
+            limit = (
+                f"more than {MAX_CONFIG_NODES} YAML nodes (aliases counted at each use)"
+                if visited > MAX_CONFIG_NODES
+                else f"more than {MAX_NESTING} levels"
+            )
+            raise FadError(f"{source}:{node.start_mark.line + 1}: invalid config: {limit}")
+        if isinstance(node, yaml.MappingNode):
+            stack += [(child, depth + 1) for pair in node.value for child in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            stack += [(child, depth + 1) for child in node.value]
+
+
 def merge_from_file(cfg: CN, path: str | Path) -> None:
     """Merge a YAML config file into `cfg`, reporting errors as `file:line: ...`."""
-    path = Path(path)
-    if not path.is_file():
-        raise FadError(f"config file not found: {path}")
-    merge_from_text(cfg, path.read_text(encoding="utf-8"), str(path))
+    merge_from_text(cfg, read_text_file(path, MAX_CONFIG_BYTES, "config file"), str(path))
 
 
 def merge_from_list(cfg: CN, opts: Sequence[str]) -> None:
     """Merge trailing `KEY VALUE` pairs from the command line."""
     if len(opts) % 2:
-        raise FadError(f"overrides must be KEY VALUE pairs; {opts[-1]!r} has no value")
+        raise FadError(f"overrides must be KEY VALUE pairs; {shown(opts[-1])} has no value")
+    for text in opts:
+        if len(text) > MAX_OVERRIDE_CHARS:
+            raise FadError(
+                f"override {shown(text)}: {len(text)} characters, more than the "
+                f"{MAX_OVERRIDE_CHARS} allowed"
+            )
     for key, value in zip(opts[0::2], opts[1::2]):
         _set(cfg, key, value, f"override {key}")
 

@@ -2,22 +2,23 @@
 
 The constraints are the components' own: the backbones and norms of `fad.modeling.backbone`, the
 op spaces and GroupNorm widths of `fad.search_space.ops`, the optimizers and warmups of
-`fad.solver`, the IoU losses of `fad.modeling.loss`, the detectors of `fad.modeling.build`; this
-module only names the keys.
+`fad.solver`, the detectors' sections of `fad.modeling.build` (each registered detector checks
+its own keys); this module only names the keys.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from typing import Any
 
 from yacs.config import CfgNode as CN
 
 from fad.errors import FadError
-from fad.modeling.backbone import FPN_STRIDES, NORMS, conv_body_depth
-from fad.modeling.build import detector_name
-from fad.modeling.loss import IOU_LOSS_TYPES
+from fad.modeling.backbone import NORMS, conv_body_depth
+from fad.modeling.build import validate_detectors
+from fad.runtime.limits import MAX_INPUT_SIDE, shown
 from fad.runtime.precision import AMP_MODES
 from fad.runtime.seeding import MAX_SEED
 from fad.search_space.ops import SPACES, check_group_norm_width
@@ -43,6 +44,37 @@ UNSUPPORTED_VALUES: dict[str, tuple[object, str]] = {
     "MODEL.FPN.USE_RELU": (False, "torchvision's FPN has no ReLU"),
 }
 TORCHVISION_PRETRAINED = ("catalog://", "torchvision://", "ResNet", "ResNeXt", "http")
+DEVICE_RE = re.compile(r"cpu|cuda(:\d{1,3})?")
+# Budgets on sizes that set how much memory and time a run takes (far above any real setting):
+# a typo such as INPUT.MIN_SIZE_TRAIN (100000,) is an error, not minutes of swapping.
+UPPER_BOUNDS: dict[str, int] = {
+    "INPUT.MAX_SIZE_TRAIN": MAX_INPUT_SIDE,
+    "INPUT.MIN_SIZE_TEST": MAX_INPUT_SIDE,
+    "INPUT.MAX_SIZE_TEST": MAX_INPUT_SIDE,
+    "SOLVER.MAX_ITER": 10**9,
+    "SOLVER.IMS_PER_BATCH": 1024,
+    "TEST.IMS_PER_BATCH": 1024,
+    "TEST.DETECTIONS_PER_IMG": 10_000,
+    "DATALOADER.NUM_WORKERS": 128,
+    "DATALOADER.SIZE_DIVISIBILITY": 1024,
+    "MODEL.RESNETS.BACKBONE_OUT_CHANNELS": 2048,
+    "MODEL.RESNETS.NUM_GROUPS": 256,
+    "MODEL.RESNETS.WIDTH_PER_GROUP": 1024,
+    "MODEL.FCOS.NUM_CLASSES": 10_001,
+    "MODEL.FCOS.NUM_CONVS": 32,
+    "MODEL.FCOS.PRE_NMS_TOP_N": 100_000,
+    "MODEL.RETINANET.NUM_CLASSES": 10_001,
+    "MODEL.RETINANET.NUM_CONVS": 32,
+    "MODEL.RETINANET.PRE_NMS_TOP_N": 100_000,
+    "MODEL.RETINANET.SCALES_PER_OCTAVE": 16,
+    "MODEL.FAD.NUM_CELLS_BOX": 16,
+    "MODEL.FAD.NUM_CELLS_CLS": 16,
+    "MODEL.FAD.NUM_NODES_BOX": 16,
+    "MODEL.FAD.NUM_NODES_CLS": 16,
+    "MODEL.FAD.NUM_CHANNELS_BOX": 2048,
+    "MODEL.FAD.NUM_CHANNELS_CLS": 2048,
+}
+MAX_ASPECT_RATIOS = 16
 
 
 def _check_unsupported(cfg: CN) -> None:
@@ -115,6 +147,21 @@ def validate_config(cfg: CN, *, world_size: int = 1) -> None:
         problem = non_finite_value(key, value)
         _check(not problem, problem)
     _check(0 <= cfg.SEED <= MAX_SEED, f"SEED must be in [0, {MAX_SEED}], got {cfg.SEED}")
+    _check_solver(cfg, world_size)
+    _check_input(cfg)
+    _check_model(cfg)
+    _check_budgets(cfg)
+    _check_rates(cfg.SOLVER)
+    for key in ("TRAIN", "TEST"):
+        for name in cfg.DATASETS[key]:
+            _check(
+                isinstance(name, str) and bool(name.strip()),
+                f"DATASETS.{key} must hold dataset names (non-empty strings), got {shown(name)}",
+            )
+
+
+def _check_solver(cfg: CN, world_size: int) -> None:
+    """SOLVER.*, TEST.* and DATALOADER.*."""
     s = cfg.SOLVER
     _check(s.MAX_ITER > 0, f"SOLVER.MAX_ITER must be > 0, got {s.MAX_ITER}")
     _check(s.BASE_LR > 0, f"SOLVER.BASE_LR must be > 0, got {s.BASE_LR}")
@@ -161,11 +208,29 @@ def validate_config(cfg: CN, *, world_size: int = 1) -> None:
         0 <= s.SEARCH.WARMUP_ITERS < s.MAX_ITER,
         f"SOLVER.SEARCH.WARMUP_ITERS must be in [0, SOLVER.MAX_ITER), got {s.SEARCH.WARMUP_ITERS}",
     )
+    tau = tuple(s.SEARCH.TAU)
+    _check(
+        len(tau) == 2 and all(t > 0 for t in tau),
+        f"SOLVER.SEARCH.TAU must be two temperatures > 0 (start, end), got {tau}",
+    )
+    for key in ("COST_BUDGET", "COST_WEIGHT", "COST_CELLS"):
+        _check(s.SEARCH[key] >= 0, f"SOLVER.SEARCH.{key} must be >= 0, got {s.SEARCH[key]}")
+    _check(
+        cfg.MODEL.FAD.PARTIAL_CHANNELS >= 1,
+        f"MODEL.FAD.PARTIAL_CHANNELS must be >= 1, got {cfg.MODEL.FAD.PARTIAL_CHANNELS}",
+    )
+    _check(
+        cfg.MODEL.BACKBONE.FEATURE_CACHE_MB >= 0,
+        f"MODEL.BACKBONE.FEATURE_CACHE_MB must be >= 0, got {cfg.MODEL.BACKBONE.FEATURE_CACHE_MB}",
+    )
     _check(cfg.DATALOADER.NUM_WORKERS >= 0, "DATALOADER.NUM_WORKERS must be >= 0")
     _check(cfg.DATALOADER.SIZE_DIVISIBILITY >= 0, "DATALOADER.SIZE_DIVISIBILITY must be >= 0")
     bad = cfg.DATALOADER.MAX_BAD_IMAGE_FRACTION
     _check(0 <= bad < 1, f"DATALOADER.MAX_BAD_IMAGE_FRACTION must be in [0, 1), got {bad}")
 
+
+def _check_input(cfg: CN) -> None:
+    """INPUT.*, the pixel statistics against MODEL.WEIGHT, the original's unsupported keys."""
     inp = cfg.INPUT
     _check(len(inp.MIN_SIZE_TRAIN) > 0, "INPUT.MIN_SIZE_TRAIN must not be empty")
     _check(all(v > 0 for v in inp.MIN_SIZE_TRAIN), "INPUT.MIN_SIZE_TRAIN sizes must be > 0")
@@ -179,11 +244,15 @@ def validate_config(cfg: CN, *, world_size: int = 1) -> None:
         len(inp.PIXEL_MEAN) == 3 and len(inp.PIXEL_STD) == 3,
         "INPUT.PIXEL_MEAN/STD need 3 values",
     )
+    _check(min(inp.PIXEL_STD) > 0, f"INPUT.PIXEL_STD must be > 0, got {tuple(inp.PIXEL_STD)}")
     _check(0 <= inp.HORIZONTAL_FLIP_PROB_TRAIN <= 1, "INPUT.HORIZONTAL_FLIP_PROB_TRAIN in [0, 1]")
 
     _check_pixels(inp, cfg.MODEL.WEIGHT)
     _check_unsupported(cfg)
 
+
+def _check_model(cfg: CN) -> None:
+    """MODEL.*: backbone, FCOS and RetinaNet heads, FAD towers, device."""
     m = cfg.MODEL
     conv_body_depth(m.BACKBONE.CONV_BODY)
     _check(
@@ -200,36 +269,8 @@ def validate_config(cfg: CN, *, world_size: int = 1) -> None:
         "MODEL.BACKBONE.FREEZE_FPN True freezes a backbone that MODEL.WEIGHT leaves random: give "
         "pretrained weights (e.g. the demo's stage-0 model_final.pth) or set it False",
     )
-    _check(
-        m.FCOS.NUM_CLASSES >= 2, f"MODEL.FCOS.NUM_CLASSES must be >= 2, got {m.FCOS.NUM_CLASSES}"
-    )
-    _check(
-        tuple(m.FCOS.FPN_STRIDES) == FPN_STRIDES,
-        f"MODEL.FCOS.FPN_STRIDES must be {FPN_STRIDES} (P3-P7), got {tuple(m.FCOS.FPN_STRIDES)}",
-    )
-    _check(0 < m.FCOS.PRIOR_PROB < 1, "MODEL.FCOS.PRIOR_PROB must be in (0, 1)")
-    _check(
-        0 <= m.FCOS.INFERENCE_TH < 1,
-        f"MODEL.FCOS.INFERENCE_TH must be in [0, 1), got {m.FCOS.INFERENCE_TH}",
-    )
-    _check(0 < m.FCOS.NMS_TH <= 1, f"MODEL.FCOS.NMS_TH must be in (0, 1], got {m.FCOS.NMS_TH}")
-    _check(
-        m.FCOS.PRE_NMS_TOP_N >= 1,
-        f"MODEL.FCOS.PRE_NMS_TOP_N must be >= 1, got {m.FCOS.PRE_NMS_TOP_N}",
-    )
-    _check(m.FCOS.NUM_CONVS >= 1, "MODEL.FCOS.NUM_CONVS must be >= 1")
-    _check(
-        m.FCOS.IOU_LOSS_TYPE in IOU_LOSS_TYPES,
-        f"MODEL.FCOS.IOU_LOSS_TYPE must be one of {IOU_LOSS_TYPES}, got {m.FCOS.IOU_LOSS_TYPE!r}",
-    )
-    _check(
-        m.FCOS.CENTER_SAMPLING_RADIUS >= 0,
-        "MODEL.FCOS.CENTER_SAMPLING_RADIUS must be >= 0 (0: no centre sampling), "
-        f"got {m.FCOS.CENTER_SAMPLING_RADIUS}",
-    )
-    _check_retinanet(m.RETINANET)
+    validate_detectors(cfg)
     check_compute_path(m.COMPUTE_PATH)
-    detector_name(cfg)
     for tower in ("BOX", "CLS"):
         for field in ("NUM_CELLS", "NUM_NODES"):
             key = f"{field}_{tower}"
@@ -240,6 +281,71 @@ def validate_config(cfg: CN, *, world_size: int = 1) -> None:
         m.FAD.SPACE in SPACES,
         f"MODEL.FAD.SPACE must be one of {tuple(SPACES)}, got {m.FAD.SPACE!r}",
     )
+    _check(
+        DEVICE_RE.fullmatch(m.DEVICE) is not None,
+        f"MODEL.DEVICE must be 'cpu', 'cuda' or 'cuda:N', got {shown(m.DEVICE)}",
+    )
+
+
+def _value(cfg: CN, key: str) -> Any:
+    for part in key.split("."):
+        cfg = cfg[part]
+    return cfg
+
+
+def _check_budgets(cfg: CN) -> None:
+    """The sizes of `UPPER_BOUNDS`, the training sizes and the anchors per location."""
+    for key, limit in UPPER_BOUNDS.items():
+        value = _value(cfg, key)
+        _check(value <= limit, f"{key} must be <= {limit}, got {shown(value)}")
+    inp = cfg.INPUT
+    _check(inp.MAX_SIZE_TRAIN > 0, f"INPUT.MAX_SIZE_TRAIN must be > 0, got {inp.MAX_SIZE_TRAIN}")
+    for key in ("MIN_SIZE_TRAIN", "MIN_SIZE_RANGE_TRAIN"):
+        sizes = tuple(inp[key])
+        _check(
+            max(sizes) <= MAX_INPUT_SIDE,
+            f"INPUT.{key} sizes must be <= {MAX_INPUT_SIDE}, got {shown(sizes)}",
+        )
+    r = cfg.MODEL.RETINANET
+    _check(
+        len(r.ASPECT_RATIOS) <= MAX_ASPECT_RATIOS,
+        f"MODEL.RETINANET.ASPECT_RATIOS holds at most {MAX_ASPECT_RATIOS} ratios, "
+        f"got {len(r.ASPECT_RATIOS)}",
+    )
+    _check(
+        max(r.ANCHOR_SIZES) <= 4 * MAX_INPUT_SIDE and r.OCTAVE <= 16,
+        f"MODEL.RETINANET.ANCHOR_SIZES must be <= {4 * MAX_INPUT_SIDE} and OCTAVE <= 16, got "
+        f"{shown(tuple(r.ANCHOR_SIZES))} and {r.OCTAVE}",
+    )
+
+
+def _check_rates(s: CN) -> None:
+    """Factors that scale a learning rate or a decay: a negative one would train backwards."""
+    _check(s.GAMMA > 0, f"SOLVER.GAMMA must be > 0 (the lr is multiplied by it), got {s.GAMMA}")
+    _check(s.BIAS_LR_FACTOR > 0, f"SOLVER.BIAS_LR_FACTOR must be > 0, got {s.BIAS_LR_FACTOR}")
+    _check(
+        0 < s.WARMUP_FACTOR <= 1, f"SOLVER.WARMUP_FACTOR must be in (0, 1], got {s.WARMUP_FACTOR}"
+    )
+    _check(
+        s.WEIGHT_DECAY_BIAS >= 0,
+        f"SOLVER.WEIGHT_DECAY_BIAS must be >= 0, got {s.WEIGHT_DECAY_BIAS}",
+    )
+    _check(min(s.STEPS, default=0) >= 0, f"SOLVER.STEPS must be >= 0, got {tuple(s.STEPS)}")
+    _check(s.CLIP_GRAD_NORM >= 0, f"SOLVER.CLIP_GRAD_NORM must be >= 0, got {s.CLIP_GRAD_NORM}")
+    a = s.SEARCH
+    _check(a.BASE_LR_ALPHA > 0, f"SOLVER.SEARCH.BASE_LR_ALPHA must be > 0, got {a.BASE_LR_ALPHA}")
+    _check(
+        a.WEIGHT_DECAY_ALPHA >= 0,
+        f"SOLVER.SEARCH.WEIGHT_DECAY_ALPHA must be >= 0, got {a.WEIGHT_DECAY_ALPHA}",
+    )
+    _check(
+        len(a.BETAS_ALPHA) == 2 and all(0 <= b < 1 for b in a.BETAS_ALPHA),
+        f"SOLVER.SEARCH.BETAS_ALPHA must be two numbers in [0, 1), got {tuple(a.BETAS_ALPHA)}",
+    )
+    _check(
+        a.CLIP_GRAD_NORM >= 0,
+        f"SOLVER.SEARCH.CLIP_GRAD_NORM must be >= 0, got {a.CLIP_GRAD_NORM}",
+    )
 
 
 def _check_amp(amp: str) -> None:
@@ -249,38 +355,3 @@ def _check_amp(amp: str) -> None:
         amp in AMP_MODES,
         f"SOLVER.AMP must be one of {tuple(AMP_MODES)}, got {amp!r}{hint}",
     )
-
-
-def _check_retinanet(r: CN) -> None:
-    """MODEL.RETINANET.*: anchors on P3-P7, thresholds and loss parameters in range."""
-    key = "MODEL.RETINANET"
-    _check(r.NUM_CLASSES >= 2, f"{key}.NUM_CLASSES must be >= 2, got {r.NUM_CLASSES}")
-    _check(
-        tuple(r.ANCHOR_STRIDES) == FPN_STRIDES,
-        f"{key}.ANCHOR_STRIDES must be {FPN_STRIDES} (P3-P7), got {tuple(r.ANCHOR_STRIDES)}",
-    )
-    _check(
-        len(r.ANCHOR_SIZES) == len(FPN_STRIDES) and min(r.ANCHOR_SIZES) > 0,
-        f"{key}.ANCHOR_SIZES needs {len(FPN_STRIDES)} sizes > 0 (one per level P3-P7), "
-        f"got {tuple(r.ANCHOR_SIZES)}",
-    )
-    _check(
-        len(r.ASPECT_RATIOS) > 0 and min(r.ASPECT_RATIOS) > 0,
-        f"{key}.ASPECT_RATIOS needs ratios > 0, got {tuple(r.ASPECT_RATIOS)}",
-    )
-    _check(r.OCTAVE > 0, f"{key}.OCTAVE must be > 0, got {r.OCTAVE}")
-    _check(r.SCALES_PER_OCTAVE >= 1, f"{key}.SCALES_PER_OCTAVE must be >= 1")
-    _check(r.NUM_CONVS >= 1, f"{key}.NUM_CONVS must be >= 1")
-    _check(
-        0 <= r.BG_IOU_THRESHOLD <= r.FG_IOU_THRESHOLD <= 1,
-        f"{key}.BG_IOU_THRESHOLD ({r.BG_IOU_THRESHOLD}) <= FG_IOU_THRESHOLD "
-        f"({r.FG_IOU_THRESHOLD}), both in [0, 1]",
-    )
-    _check(0 < r.PRIOR_PROB < 1, f"{key}.PRIOR_PROB must be in (0, 1)")
-    _check(0 <= r.LOSS_ALPHA <= 1, f"{key}.LOSS_ALPHA must be in [0, 1]")
-    _check(r.LOSS_GAMMA >= 0, f"{key}.LOSS_GAMMA must be >= 0")
-    _check(r.BBOX_REG_BETA >= 0, f"{key}.BBOX_REG_BETA must be >= 0 (0: L1)")
-    _check(r.BBOX_REG_WEIGHT > 0, f"{key}.BBOX_REG_WEIGHT must be > 0")
-    _check(0 < r.NMS_TH <= 1, f"{key}.NMS_TH must be in (0, 1]")
-    _check(0 <= r.INFERENCE_TH < 1, f"{key}.INFERENCE_TH must be in [0, 1)")
-    _check(r.PRE_NMS_TOP_N >= 1, f"{key}.PRE_NMS_TOP_N must be >= 1")

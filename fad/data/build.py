@@ -80,7 +80,9 @@ class TrainLoaderOptions:
     """How a training loader draws its batches.
 
     `images_per_batch` is per process (the global batch is images_per_batch * world_size);
-    batches are those of iterations start_iter..max_iter-1 of a stream seeded `seed`.
+    batches are those of iterations start_iter..max_iter-1 of a stream seeded `seed`;
+    `resize` = (smallest min_size, max_size) of the model's resize, by which images too
+    elongated to keep a side are skipped and counted (None: no such check).
     """
 
     images_per_batch: int
@@ -92,6 +94,7 @@ class TrainLoaderOptions:
     rank: int = 0
     world_size: int = 1
     max_bad_fraction: float = 0.01
+    resize: tuple[int, int] | None = None
 
 
 def build_train_loader(
@@ -124,7 +127,7 @@ def build_train_loader(
         rank=o.rank,
         world_size=o.world_size,
     )
-    robust, budget = robust_training_set(datasets, concat, o.max_bad_fraction)
+    robust, budget = robust_training_set(datasets, concat, o.max_bad_fraction, o.resize)
     # seeds the workers' torch RNG (flips); also keeps iteration from consuming the global RNG
     worker_seed = int(np.random.SeedSequence([o.seed, o.start_iter, o.rank]).generate_state(1)[0])
     generator = torch.Generator().manual_seed(worker_seed)

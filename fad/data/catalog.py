@@ -87,7 +87,10 @@ def dataset_names() -> list[str]:
 def _require(path: Path, name: str, layout: str, is_dir: bool) -> None:
     exists = path.is_dir() if is_dir else path.is_file()
     if not exists:
-        raise FadError(f"dataset {name!r}: missing {path} (expected layout: {layout})")
+        what = (
+            "missing" if not path.exists() else "not a " + ("folder" if is_dir else "regular file")
+        )
+        raise FadError(f"dataset {name!r}: {what} {path} (expected layout: {layout})")
 
 
 def _coco_spec(name: str, root: Path) -> DatasetSpec:

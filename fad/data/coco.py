@@ -33,6 +33,9 @@ from fad.data.detection import (
     new_report,
 )
 from fad.errors import FadError
+from fad.runtime.limits import MAX_ANNOTATION_BYTES, check_regular_file, shown
+
+MAX_ID = 2**63 - 1  # ids and sizes must fit int64 (numpy, torch, pycocotools)
 
 
 def coco_from_dict(dataset: dict[str, Any]) -> COCO:
@@ -45,11 +48,18 @@ def coco_from_dict(dataset: dict[str, Any]) -> COCO:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """An int or float that converts to a float (10**400 does not)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= MAX_ID
 
 
 class _RecordChecker:
@@ -69,22 +79,32 @@ class _RecordChecker:
             if key not in record:
                 self.fail(section, index, record, f"missing key {key!r}")
             if not _is_int(record[key]):
-                self.fail(
-                    section, index, record, f"{key!r} must be an integer, got {record[key]!r}"
-                )
+                value = record[key]
+                large = isinstance(value, int) and not isinstance(value, bool)
+                need = "an integer below 2**63" if large else "an integer"
+                self.fail(section, index, record, f"{key!r} must be {need}, got {shown(value)}")
 
 
 def load_coco_json(ann_file: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and validate a COCO detection json; FadError names the file and offending record."""
     path = Path(ann_file)
+    if not path.exists():
+        raise FadError(f"annotation file not found: {path}")
+    size = check_regular_file(path, "annotation file").st_size
+    if size > MAX_ANNOTATION_BYTES:
+        raise FadError(f"annotation file {path} is more than {MAX_ANNOTATION_BYTES} bytes")
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-    except FileNotFoundError as exc:
-        raise FadError(f"annotation file not found: {path}") from exc
     except json.JSONDecodeError as exc:
         raise FadError(f"{path}: invalid json at line {exc.lineno} column {exc.colno}") from exc
-    except (OSError, UnicodeDecodeError) as exc:
+    except RecursionError:
+        raise FadError(f"{path}: invalid json: nested too deeply") from None
+    except UnicodeDecodeError as exc:
+        raise FadError(f"cannot read annotation file {path}: {exc}") from exc
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise FadError(f"{path}: invalid json: {shown(str(exc))[1:-1]}") from None
+    except OSError as exc:
         raise FadError(f"cannot read annotation file {path}: {exc}") from exc
     if not isinstance(data, dict):
         raise FadError(f"{path}: expected a json object at the top level")
@@ -110,15 +130,17 @@ def load_coco_json(ann_file: str | os.PathLike[str]) -> dict[str, Any]:
         check.require_ints("annotations", i, ann, ("id", "image_id", "category_id"))
         bbox = ann.get("bbox")
         if not isinstance(bbox, list) or len(bbox) != 4 or not all(map(_is_number, bbox)):
-            check.fail("annotations", i, ann, f"'bbox' must be 4 numbers, got {bbox!r}")
+            check.fail("annotations", i, ann, f"'bbox' must be 4 numbers, got {shown(bbox)}")
         if ann.get("iscrowd", 0) not in (0, 1):
-            check.fail("annotations", i, ann, f"'iscrowd' must be 0 or 1, got {ann['iscrowd']!r}")
+            check.fail(
+                "annotations", i, ann, f"'iscrowd' must be 0 or 1, got {shown(ann['iscrowd'])}"
+            )
     return data
 
 
 def _valid_box(x: float, y: float, w: float, h: float, width: int, height: int) -> bool:
     """Finite, non-negative size and not entirely outside the image."""
-    finite = all(map(math.isfinite, (x, y, w, h)))
+    finite = all(math.isfinite(float(v)) for v in (x, y, w, h))
     return finite and w >= 0 and h >= 0 and x < width and y < height and x + w > 0 and y + h > 0
 
 
@@ -144,7 +166,8 @@ def clean_coco_dict(data: dict[str, Any], report: dict[str, int]) -> dict[str, A
             report["degenerate"] += 1
         else:
             area = ann.get("area")
-            area = float(area) if _is_number(area) and math.isfinite(area) else float(w * h)
+            area = float(area) if _is_number(area) else float(w) * float(h)
+            area = area if math.isfinite(area) else float(w) * float(h)
             annotations.append({**ann, "area": area, "iscrowd": int(ann.get("iscrowd", 0))})
         seen.add(ann["id"])
     return {**data, "annotations": annotations}

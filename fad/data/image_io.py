@@ -9,6 +9,10 @@ Every image mode a detection set may hold ends up as 8-bit RGB:
   transparent pixel is kept, nothing is composited;
 - 16/32-bit integer images (``I;16*``, ``I``) are read as 16-bit intensities and scaled to 8 bits
   (value / 257, clipped to [0, 65535] first); float images (``F``) are clipped to [0, 255].
+
+Only regular files are opened (a named pipe would block forever), and an image whose header
+promises more than `MAX_IMAGE_PIXELS` is refused before it is decoded (a 164 KB PNG can hold
+13000 x 13000 pixels).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fad.errors import FadError
+from fad.runtime.limits import MAX_IMAGE_PIXELS, check_regular_file
 
 
 def read_image(path: str | os.PathLike[str], *, apply_exif: bool = True) -> Image.Image:
@@ -30,10 +35,14 @@ def read_image(path: str | os.PathLike[str], *, apply_exif: bool = True) -> Imag
     Raises FadError naming the path when the file is missing or cannot be decoded.
     """
     p = Path(path)
+    if not p.exists() and not p.is_symlink():
+        raise FadError(f"image not found: {p}")
+    check_regular_file(p, "image")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(p) as img:
+                _check_pixels(img, p)
                 img.load()
                 return _to_rgb(_upright(img) if apply_exif else img)
     except FileNotFoundError as exc:
@@ -46,6 +55,15 @@ def read_image(path: str | os.PathLike[str], *, apply_exif: bool = True) -> Imag
         Image.DecompressionBombError,
     ) as exc:
         raise FadError(f"cannot read image {p}: {exc}") from exc
+
+
+def _check_pixels(img: Image.Image, path: Path) -> None:
+    width, height = img.size
+    if width * height > MAX_IMAGE_PIXELS:
+        raise FadError(
+            f"image {path} is {width}x{height} ({width * height / 1e6:.0f} megapixels), more "
+            f"than the {MAX_IMAGE_PIXELS / 1e6:.0f} allowed"
+        )
 
 
 def _upright(img: Image.Image) -> Image.Image:

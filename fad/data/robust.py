@@ -6,8 +6,9 @@ files, so a resumed run sees the same batches as an uninterrupted one. The skipp
 to the main process inside the target (key `SKIPPED`), where `BadImageBudget` counts the distinct
 ones met by every process (each batch, the processes exchange the images they newly met), logs
 each path, and stops the run (on every process together) once more than `max_fraction` of the
-training images are unreadable. Missing files are counted up front. `unreadable_images` opens
-every image of a set ahead of any run (`fad data check`).
+training images are unreadable. Missing files, and degenerate images (too elongated for the
+model's resize: `fad.data.transforms.degenerate_reason`), are counted up front and never read.
+`unreadable_images` opens every image of a set ahead of any run (`fad data check`).
 
 Evaluation and prediction do not use this module: there an unreadable image is a FadError.
 """
@@ -25,6 +26,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 
 from fad.data.detection import DetectionDataset
+from fad.data.transforms import degenerate_reason
 from fad.errors import FadError
 from fad.runtime.distributed import all_gather_objects, all_reduce_sum, is_distributed
 
@@ -49,9 +51,29 @@ def missing_images(datasets: Sequence[DetectionDataset]) -> dict[int, str]:
         for i in range(len(dataset)):
             path = Path(dataset.img_dir) / dataset.get_img_info(i)["file_name"]
             if not path.is_file():
-                missing[start + i] = f"image not found: {path}"
+                kind = "is not a regular file" if path.exists() else "not found"
+                missing[start + i] = f"image {kind}: {path}"
         start += len(dataset)
     return missing
+
+
+def degenerate_images(
+    datasets: Sequence[DetectionDataset], resize: tuple[int, int] | None
+) -> dict[int, str]:
+    """{index in the concatenation: reason} for every image too elongated for a detector that
+    resizes to `resize` = (smallest min_size, max_size), by its annotated size (none if None)."""
+    found: dict[int, str] = {}
+    start = 0
+    for dataset in datasets:
+        for i in range(len(dataset)):
+            info = dataset.get_img_info(i)
+            reason = degenerate_reason(info["width"], info["height"], resize)
+            if reason:
+                found[start + i] = (
+                    f"degenerate image {Path(dataset.img_dir) / info['file_name']}: {reason}"
+                )
+        start += len(dataset)
+    return found
 
 
 def _placeholder(skipped: list[tuple[int, str]]) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -133,14 +155,15 @@ class BadImageBudget:
         self.bad[index] = reason
         if len(self.bad) <= _LOGGED_PATHS:
             log.warning(
-                "skipping unreadable training image (%d of %d so far, %d tolerated): %s",
+                "skipping %s training image (%d of %d so far, %d tolerated): %s",
+                "degenerate" if reason.startswith("degenerate") else "unreadable",
                 len(self.bad),
                 self.total,
                 self.limit,
                 reason,
             )
         if len(self.bad) == _LOGGED_PATHS:
-            log.warning("further unreadable training images are counted but not logged")
+            log.warning("further skipped training images are counted but not logged")
 
     def over(self) -> bool:
         return len(self.bad) > self.limit
@@ -149,7 +172,7 @@ class BadImageBudget:
         allowed = f"DATALOADER.MAX_BAD_IMAGE_FRACTION ({self.max_fraction}) allows"
         example = next(iter(self.bad.values()))
         return FadError(
-            f"{len(self.bad)} of {self.total} training images could not be read, more than "
+            f"{len(self.bad)} of {self.total} training images could not be read or used, more than "
             f"{allowed}; e.g. {example}; fix the files or remove them from the annotations"
         )
 
@@ -198,13 +221,16 @@ class CountingLoader:
 
 
 def robust_training_set(
-    datasets: Sequence[DetectionDataset], dataset: Dataset, max_fraction: float
+    datasets: Sequence[DetectionDataset],
+    dataset: Dataset,
+    max_fraction: float,
+    resize: tuple[int, int] | None = None,
 ) -> tuple[SkipUnreadable, BadImageBudget]:
-    """Wrap the concatenation `dataset` of `datasets`; missing files are counted (and may stop
-    the run) right away."""
+    """Wrap the concatenation `dataset` of `datasets`; missing files and images degenerate under
+    `resize` are counted (and may stop the run) right away."""
     budget = BadImageBudget(len(dataset), max_fraction)
-    missing = missing_images(datasets)
-    for index, reason in missing.items():
+    missing = {**degenerate_images(datasets, resize), **missing_images(datasets)}
+    for index, reason in sorted(missing.items()):
         budget.add(index, reason)
     if budget.over():  # the same files on every process: no collective needed
         raise budget.error()

@@ -1,6 +1,10 @@
-"""Data-side transforms: to-tensor and (training) random horizontal flip.
+"""Data-side transforms: to-tensor and (training) random horizontal flip; which images the
+model's resize can take.
 
-Resizing and normalisation happen inside the model (torchvision's GeneralizedRCNNTransform).
+Resizing and normalisation happen inside the model (torchvision's GeneralizedRCNNTransform):
+the shorter side is scaled to `min_size` unless the longer one would exceed `max_size`. An image
+far wider than high (20000 x 2) thus shrinks to nothing; `degenerate_reason` tells such images
+apart from the data's side, so that training, prediction and evaluation skip and count them.
 Each transform maps `(image, target) -> (image, target)`; `target["boxes"]` is FloatTensor[N, 4]
 xyxy in pixels. Randomness comes from the torch RNG only (one `torch.rand` draw per flip call),
 so a run is reproducible given `torch.manual_seed` (and the DataLoader's worker seeding).
@@ -19,6 +23,33 @@ from fad.data.image_io import to_tensor
 from fad.errors import FadError
 
 Transform = Callable[[Any, Target], tuple[Any, Target]]
+MIN_RESIZED_SIDE = 2.0  # px: what a side must keep after the model's resize
+
+
+def resized_size(width: int, height: int, min_size: int, max_size: int) -> tuple[float, float]:
+    """(width, height) of a `width` x `height` image after the detector's resize (shorter side
+    to `min_size`, longer side at most `max_size`), before rounding."""
+    short, long = min(width, height), max(width, height)
+    scale = min(min_size / short, max_size / long)
+    return width * scale, height * scale
+
+
+def degenerate_reason(width: int, height: int, resize: tuple[int, int] | None) -> str:
+    """Why a `width` x `height` image is unusable by a detector that resizes to `resize` =
+    (smallest min_size, max_size): a side under MIN_RESIZED_SIDE px after the resize; "" when
+    it is usable (or `resize` is None)."""
+    if resize is None:
+        return ""
+    if width < 1 or height < 1:
+        return f"{width}x{height} has no pixels"
+    new_width, new_height = resized_size(width, height, *resize)
+    if min(new_width, new_height) >= MIN_RESIZED_SIDE:
+        return ""
+    return (
+        f"{width}x{height} is too elongated: resized for the detector (shorter side "
+        f"{resize[0]}, longer side at most {resize[1]}) it would be {new_width:.1f}x"
+        f"{new_height:.1f} px"
+    )
 
 
 class Compose:

@@ -32,6 +32,9 @@ from fad.data.detection import (
     new_report,
 )
 from fad.errors import FadError
+from fad.runtime.limits import check_regular_file
+
+MAX_SIDE = 2**31 - 1
 
 VOC_CLASSES: tuple[str, ...] = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -67,19 +70,28 @@ def _number(node: ET.Element, tag: str, path: Path, where: str) -> float:
         raise FadError(f"{path}: {where} <{tag}> is not a number: {text!r}") from exc
 
 
+def _side(size: ET.Element, tag: str, path: Path) -> int:
+    value = _number(size, tag, path, "<size>")
+    if not (value.is_integer() and 1 <= value <= MAX_SIDE):
+        raise FadError(f"{path}: <size> <{tag}> must be a whole number in [1, {MAX_SIDE}]")
+    return int(value)
+
+
 def parse_voc_xml(path: Path, report: dict[str, int]) -> VOCAnnotation:
     """Parse one VOC XML file; objects of unknown classes are counted and skipped."""
+    if not path.exists():
+        raise FadError(f"annotation file not found: {path}")
+    check_regular_file(path, "annotation file")
     try:
         root = ET.parse(path).getroot()
-    except FileNotFoundError as exc:
-        raise FadError(f"annotation file not found: {path}") from exc
     except ET.ParseError as exc:
         raise FadError(f"{path}: invalid XML ({exc})") from exc
+    except RecursionError:
+        raise FadError(f"{path}: invalid XML (nested too deeply)") from None
     size = root.find("size")
     if size is None:
         raise FadError(f"{path}: no <size>")
-    width = int(_number(size, "width", path, "<size>"))
-    height = int(_number(size, "height", path, "<size>"))
+    width, height = (_side(size, tag, path) for tag in ("width", "height"))
     boxes, labels, difficult = [], [], []
     for k, obj in enumerate(root.iter("object")):
         where = f"object {k}"

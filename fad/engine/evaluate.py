@@ -1,7 +1,9 @@
 """Inference over DATASETS.TEST and COCO AP (VOC mAP too for VOC sets), sharded across processes.
 
 Each rank infers on its shard; detections are gathered to rank 0, which checks that every image
-was evaluated exactly once and computes AP once.
+was evaluated exactly once and computes AP once. Images too elongated for the model's resize
+(`fad.data.transforms.degenerate_reason`) are skipped, logged and counted, and left out of the
+scores.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from typing import Any, TextIO
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import Subset
 from yacs.config import CfgNode as CN
 
 from fad.data.build import build_datasets, build_test_loader
-from fad.engine.run import RunContext
+from fad.data.robust import degenerate_images
+from fad.engine.run import RunContext, inference_resize
 from fad.errors import FadError
 from fad.evaluation import (
     CocoEvalResult,
@@ -80,24 +84,49 @@ def dataset_results(dataset, detections: dict[int, dict[str, Tensor]]) -> list[d
     return results
 
 
-def score_dataset(dataset, results: list[dict], stream: TextIO | None = None) -> CocoEvalResult:
-    """pycocotools' evaluation of ``results`` on every image of ``dataset`` (its summary and
-    per-class table printed to ``stream``, if any)."""
+def score_dataset(
+    dataset, results: list[dict], stream: TextIO | None = None, image_ids: list[int] | None = None
+) -> CocoEvalResult:
+    """pycocotools' evaluation of ``results`` on the images ``image_ids`` (default every image)
+    of ``dataset`` (its summary and per-class table printed to ``stream``, if any)."""
     return evaluate_coco(
         dataset.coco,
         results,
         class_names=dataset.class_names,
         label_to_category_id=dataset.label_to_category_id,
-        image_ids=list(dataset.image_ids),
+        image_ids=list(dataset.image_ids if image_ids is None else image_ids),
         stream=stream,
     )
 
 
+def usable_images(dataset, resize: tuple[int, int] | None) -> list[int]:
+    """The indices of ``dataset``'s images the model can take; degenerate ones logged."""
+    skipped = degenerate_images([dataset], resize)
+    for reason in list(skipped.values())[:20]:
+        log.warning("evaluation skips %s", reason)
+    if skipped:
+        log.warning(
+            "%d degenerate image(s) of %s skipped and left out of the scores",
+            len(skipped),
+            dataset.source,
+        )
+    return [i for i in range(len(dataset)) if i not in skipped]
+
+
 def evaluate_dataset(
-    model: nn.Module, dataset, name: str, ctx: RunContext, ims_per_batch: int, num_workers: int
+    model: nn.Module,
+    dataset,
+    name: str,
+    ctx: RunContext,
+    ims_per_batch: int,
+    num_workers: int,
+    resize: tuple[int, int] | None = None,
 ) -> dict[str, Any] | None:
+    """Infer on every usable image of ``dataset`` (see `usable_images`), write bbox.json and
+    coco_eval.txt, and return the report on rank 0 (None elsewhere)."""
+    keep = usable_images(dataset, resize)
     loader = build_test_loader(
-        dataset,
+        dataset if len(keep) == len(dataset) else Subset(dataset, keep),
         images_per_batch=max(1, ims_per_batch // ctx.world_size),
         num_workers=num_workers,
         rank=ctx.rank,
@@ -106,7 +135,8 @@ def evaluate_dataset(
     t0 = time.perf_counter()
     local = infer(model, loader, ctx.device)
     seconds = time.perf_counter() - t0
-    merged = gather_detections(local, list(dataset.image_ids))
+    ids = [dataset.image_ids[i] for i in keep]
+    merged = gather_detections(local, ids)
     synchronize()
     if ctx.rank != 0:
         return None
@@ -122,19 +152,19 @@ def evaluate_dataset(
         folder / "bbox.json",
     )
     print(f"\nCOCO AP on {name} ({len(merged)} images):")
-    coco = score_dataset(dataset, results, stream=sys.stdout)
+    coco = score_dataset(dataset, results, stream=sys.stdout, image_ids=ids)
     atomic_write_text(folder / "coco_eval.txt", coco.text)
     report: dict[str, Any] = {
         "coco": coco.stats,
         "per_class": coco.per_class,
         "seconds": seconds,
         "images": len(merged),
+        "skipped_images": len(dataset) - len(keep),
     }
     if hasattr(dataset, "get_groundtruth"):
         from fad.evaluation import evaluate_voc
 
-        ids = list(dataset.image_ids)
-        gts = [dataset.get_groundtruth(i) for i in range(len(ids))]
+        gts = [dataset.get_groundtruth(i) for i in keep]
         dets = [merged[i] for i in ids]
         report["voc"] = evaluate_voc(gts, dets, dataset.class_names, stream=sys.stdout).mAP
     return report
@@ -154,7 +184,13 @@ def evaluate_model(
                 f"trained on {list(class_names)[:5]}..."
             )
         report = evaluate_dataset(
-            model, dataset, name, ctx, cfg.TEST.IMS_PER_BATCH, cfg.DATALOADER.NUM_WORKERS
+            model,
+            dataset,
+            name,
+            ctx,
+            cfg.TEST.IMS_PER_BATCH,
+            cfg.DATALOADER.NUM_WORKERS,
+            inference_resize(cfg),
         )
         if report is not None:
             reports[name] = report

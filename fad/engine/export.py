@@ -2,14 +2,18 @@
 
 The detector is traced once, as `FixedSizeDetector` (one image of a fixed size, see
 `fad.modeling.deploy`), with `torch.jit.trace`; the trace is the TorchScript file, or is converted
-to ONNX (opset 18, ONNX's NonMaxSuppression) by the TorchScript-based exporter, which converts
-this graph in seconds where the `torch.export`-based one took minutes. The fixed size makes every
+to ONNX (opset 18, ONNX's NonMaxSuppression) by the TorchScript-based exporter, the faster of
+the two on this graph (docs/performance.md, Export). The fixed size makes every
 shape but the number of candidates a constant, so the resize, padding and location grid are
 exactly the eager detector's; a dynamic size would have to redo the resize's rounding in the graph.
 
 The file is built in memory, read back through `ExportedDetector` (onnxruntime for ONNX) and run
 on sample images next to the PyTorch detector; only when every image gives the same detections
-is it written (atomically), with `FILE.json` beside it. Nothing is written otherwise.
+is it written, with `FILE.json` beside it. Nothing is written otherwise. The two files are
+written to temporaries first (both complete and checked), then renamed into place, the json
+first: a kill between the renames leaves a json whose `model_sha256` does not match the model,
+which readers warn about (`fad.engine.exported.check_sidecar`). Temporary files of a killed
+export are removed by the next export to the same file.
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from fad import __version__
 from fad.data.image_io import read_image, to_tensor
 from fad.data.shapes import render_sample
 from fad.engine.exported import (
@@ -38,18 +41,25 @@ from fad.engine.exported import (
     ExportedDetector,
     ExportMeta,
     first_line,
+    sidecar_text,
     torchscript_extra_files,
 )
 from fad.engine.trained import TrainedModel
 from fad.errors import FadError
 from fad.modeling.deploy import CategoryDetector, FixedSizeDetector
-from fad.runtime.atomic import atomic_write, atomic_write_text
+from fad.runtime.atomic import (
+    atomic_write_files,
+    check_writable_folder,
+    remove_stale_temporaries,
+)
+from fad.runtime.limits import MAX_INPUT_SIDE
+from fad.runtime.version import __version__
 
 log = logging.getLogger("fad")
 OPSET = 18
 BOX_TOLERANCE = 1e-3  # px, relative to the coordinate (absolute below 1 px)
 SCORE_TOLERANCE = 1e-4
-MAX_SIDE = 4096
+SIDE_RANGE = (32, MAX_INPUT_SIDE)  # px, the sides of an export size (`--size`)
 
 
 @dataclass(frozen=True)
@@ -66,17 +76,6 @@ class ExportReport:
     max_score_error: float
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """'HxW' -> (H, W); anything else is a one-line FadError naming the value."""
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise FadError(f"--size {text!r}: expected HxW, e.g. 800x1333")
-    size = (int(parts[0]), int(parts[1]))
-    if not all(32 <= s <= MAX_SIDE for s in size):
-        raise FadError(f"--size {text!r}: each side must be in [32, {MAX_SIDE}]")
-    return size
-
-
 def check_destination(weights: Path, out: Path, fmt: str) -> None:
     """Refuse, before any work, what export could not write or should not overwrite."""
     if fmt not in FORMATS:
@@ -89,6 +88,7 @@ def check_destination(weights: Path, out: Path, fmt: str) -> None:
         raise FadError(f"--out {out} is the weights file itself; choose another name")
     if out.is_dir():
         raise FadError(f"--out {out} is a folder; give a file name")
+    check_writable_folder(out.parent, "the folder of --out")
     missing = [m for m in ("onnx", "onnxruntime") if fmt == "onnx" and not find_spec(m)]
     if missing:
         raise FadError(
@@ -228,8 +228,9 @@ def export_detector(
         count += len(expected["boxes"])
     if not count:
         log.warning("the sample images gave no detections: the check compared only empty outputs")
-    atomic_write(out, lambda f: f.write(data))
     meta_path = out.with_name(out.name + ".json")
-    atomic_write_text(meta_path, meta.to_json() + "\n")
+    for stale in remove_stale_temporaries(out.parent, {out.name, meta_path.name}):
+        log.info("removed %s, left by an interrupted export", stale)
+    atomic_write_files([(meta_path, sidecar_text(meta, data).encode("utf-8")), (out, data)])
     seconds = time.perf_counter() - start
     return ExportReport(out, meta_path, seconds, len(data), len(samples), count, *worst)

@@ -2,8 +2,14 @@
 
 One unreadable image never costs the others their results: it is reported and skipped (counted
 in `predictions.json` and in the summary), every readable image gets its picture and its
-entries, and every file is written atomically. `detect_images` runs any detector callable over
-image paths: a weights file's detector or an exported `.onnx` file's (`check_detector`).
+entries, and every file is written atomically (its size checked before the rename). So is an
+image too elongated for the detector's resize (`fad.data.transforms.degenerate_reason`).
+`detect_images` runs any detector callable over image paths: a weights file's detector or an
+exported `.onnx` file's (`check_detector`).
+
+Nothing is ever written over an input: `--out` may not be the images' folder, each picture is
+named `<stem>.jpg` (`<name>.jpg` for images that share a stem, `a.jpg` and `a.png`), and a
+picture whose path would be an input's is refused before any work.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ from PIL import Image
 from torch import Tensor
 
 from fad.data.image_io import read_image, to_tensor
+from fad.data.transforms import degenerate_reason
 from fad.engine.exported import ExportedDetector
+from fad.engine.run import inference_resize
 from fad.engine.trained import TrainedModel
 from fad.errors import FadError
 from fad.evaluation.results import detections_to_coco_results, write_predictions_json
@@ -44,32 +52,70 @@ class ImageOutcome:
 
 
 def list_images(source: Path) -> list[Path]:
-    """`source` itself, or the images in the folder `source` (sorted, not recursive)."""
-    if source.is_file():
-        return [source]
+    """`source` itself, or the images in the folder `source` (sorted, not recursive). Entries
+    that are not regular files (a named pipe called `x.jpg`) are listed too: reading them is
+    refused, so they are reported and skipped like unreadable images."""
     if source.is_dir():
         images = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not images:
             raise FadError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {source}")
         return images
+    if source.exists():
+        return [source]
     raise FadError(f"image or folder not found: {source}")
 
 
-OpenedDetector = tuple[Detector, list[str], list[int], torch.device]
+def picture_paths(paths: Sequence[Path], out: Path) -> list[Path]:
+    """Where the drawn copy of each image goes: `out/<stem>.jpg`, or `out/<name>.jpg` for the
+    images that share a stem. A FadError when `out` is the images' folder or a picture would
+    land on an input or on another picture: nothing may be written over an input."""
+    folders = {p.parent.resolve() for p in paths}
+    if out.resolve() in folders:
+        raise FadError(
+            f"--out {out} is the folder of the images: their drawn copies would replace them; "
+            "choose another folder"
+        )
+    stems = [p.stem for p in paths]
+    names = [f"{p.stem if stems.count(p.stem) == 1 else p.name}.jpg" for p in paths]
+    inputs = {p.resolve() for p in paths}
+    seen: dict[Path, Path] = {}
+    pictures = []
+    for path, name in zip(paths, names):
+        picture = out / name
+        if picture.resolve() in inputs or picture in seen:
+            other = seen.get(picture, picture)
+            raise FadError(
+                f"--out {out}: the picture of {path} would be written over {other}; rename one"
+            )
+        seen[picture] = path
+        pictures.append(picture)
+    return pictures
+
+
+def check_score_threshold(value: float) -> float:
+    if not 0 <= value <= 1:  # NaN fails both comparisons
+        raise FadError(f"--score-threshold {value}: must be a number in [0, 1]")
+    return value
+
+
+OpenedDetector = tuple[Detector, list[str], list[int], torch.device, tuple[int, int] | None]
 
 
 def check_detector(
     checkpoint: str, config_file: str | None, opts: Sequence[str]
 ) -> Callable[[], OpenedDetector]:
     """Check a weights file (its meta and resolved config) or an exported `.onnx` file, and
-    return what opens it: (detector giving labels 1..K, class names, category ids, device).
-    The checks are cheap; the detector is built only when the returned function is called."""
+    return what opens it: (detector giving labels 1..K, class names, category ids, device, the
+    resize (min_size, max_size) it applies, None for an exported file, which stretches images
+    to its size). The checks are cheap; the detector is built only when the returned function
+    is called."""
     if Path(checkpoint).suffix.lower() == ".onnx":
         if config_file or opts:
             raise FadError(f"{checkpoint} is an exported model: config overrides do not apply")
         exported = ExportedDetector.open(checkpoint)
         model = partial(exported, category_ids=False)
-        return lambda: (model, exported.class_names, exported.category_ids, torch.device("cpu"))
+        cpu = torch.device("cpu")
+        return lambda: (model, exported.class_names, exported.category_ids, cpu, None)
     trained = TrainedModel.read(checkpoint)
     cfg = trained.config(config_file, opts)
     device = torch.device(
@@ -80,24 +126,34 @@ def check_detector(
         trained.class_names,
         trained.category_ids,
         device,
+        inference_resize(cfg),
     )
 
 
-def _read(path: Path) -> ImageOutcome:
+def _read(path: Path, resize: tuple[int, int] | None) -> ImageOutcome:
     try:
-        return ImageOutcome(path, picture=read_image(path))
+        picture = read_image(path)
     except FadError as exc:
         return ImageOutcome(path, error=str(exc))
+    reason = degenerate_reason(*picture.size, resize)
+    if reason:
+        return ImageOutcome(path, error=f"degenerate image {path}: {reason}")
+    return ImageOutcome(path, picture=picture)
 
 
 def detect_images(
-    detector: Detector, paths: Sequence[Path], *, batch_size: int = 4
+    detector: Detector,
+    paths: Sequence[Path],
+    *,
+    batch_size: int = 4,
+    resize: tuple[int, int] | None = None,
 ) -> Iterator[ImageOutcome]:
     """Run `detector` on the images at `paths`, a batch of up to `batch_size` at a time; yield
-    one outcome per path, in order. An unreadable image is an outcome with `error` set, and
-    the detector never sees it."""
+    one outcome per path, in order. An unreadable image, or one too elongated for the
+    detector's `resize` (min_size, max_size), is an outcome with `error` set, and the detector
+    never sees it."""
     for start in range(0, len(paths), batch_size):
-        outcomes = [_read(path) for path in paths[start : start + batch_size]]
+        outcomes = [_read(path, resize) for path in paths[start : start + batch_size]]
         readable = [o for o in outcomes if not o.error]
         if readable:
             with torch.no_grad():
@@ -117,19 +173,23 @@ def predict(
     opts: Sequence[str] = (),
     batch_size: int = 4,
 ) -> dict:
-    """Detect objects in `source`; write `<stem>.jpg` pictures and `predictions.json` in `out_dir`.
+    """Detect objects in `source`; write a picture per image (`picture_paths`) and
+    `predictions.json` in `out_dir`.
 
     The config and class names come from the weights file; `config_file` / `opts` override it.
     `checkpoint` may also be a `.onnx` file written by `fad export` (run in onnxruntime).
-    Everything is checked (weights, config, images, `out_dir` writable) before anything is
-    written. Returns what predictions.json holds (see `write_predictions_json`); a FadError
-    when no image could be read (after writing the json that lists them).
+    Everything is checked (threshold, weights, config, images, `out_dir` writable and apart
+    from the inputs) before anything is written. Returns what predictions.json holds (see
+    `write_predictions_json`); a FadError when no image could be read (after writing the json
+    that lists them).
     """
+    check_score_threshold(score_threshold)
     open_detector = check_detector(checkpoint, config_file, opts)
     paths = list_images(Path(source))
     out = Path(out_dir)
     check_writable_folder(out, "--out")
-    model, class_names, category_ids, device = open_detector()
+    pictures = dict(zip(paths, picture_paths(paths, out)))
+    model, class_names, category_ids, device, resize = open_detector()
     label_to_category_id = dict(enumerate(category_ids, start=1))
     names = dict(zip(category_ids, class_names))
     records: list[dict] = []
@@ -138,23 +198,14 @@ def predict(
     def detector(images: list[Tensor]) -> list[dict[str, Tensor]]:
         return model([image.to(device) for image in images])
 
-    for index, outcome in enumerate(detect_images(detector, paths, batch_size=batch_size)):
+    outcomes = detect_images(detector, paths, batch_size=batch_size, resize=resize)
+    for index, outcome in enumerate(outcomes):
         if outcome.error:
             log.warning("skipping %s", outcome.error)
             skipped.append({"file_name": str(outcome.path), "error": outcome.error})
             continue
         det = outcome.detections
-        drawn = draw_detections(
-            outcome.picture,
-            det["boxes"],
-            det["labels"],
-            det["scores"],
-            class_names,
-            score_threshold=score_threshold,
-        )
-        atomic_write(
-            out / f"{outcome.path.stem}.jpg", partial(drawn.save, format="JPEG", quality=92)
-        )
+        _draw(outcome, class_names, score_threshold, pictures[outcome.path])
         found = detections_to_coco_results(
             index, det["boxes"], det["scores"], det["labels"], label_to_category_id
         )
@@ -164,11 +215,28 @@ def predict(
         ]
         kept = sum(1 for s in det["scores"].tolist() if s >= score_threshold)
         log.info("%s: %d detections >= %.2f", outcome.path.name, kept, score_threshold)
+    return _finish(out, records, paths, skipped)
+
+
+def _draw(outcome: ImageOutcome, class_names: list[str], threshold: float, path: Path) -> None:
+    det = outcome.detections
+    drawn = draw_detections(
+        outcome.picture,
+        det["boxes"],
+        det["labels"],
+        det["scores"],
+        class_names,
+        score_threshold=threshold,
+    )
+    atomic_write(path, partial(drawn.save, format="JPEG", quality=92))
+
+
+def _finish(out: Path, records: list[dict], paths: list[Path], skipped: list[dict]) -> dict:
     result = write_predictions_json(
         out / "predictions.json", records, images=len(paths), skipped=skipped
     )
     log.info(
-        "%d of %d images predicted, %d skipped (unreadable); wrote %s",
+        "%d of %d images predicted, %d skipped (unreadable or degenerate); wrote %s",
         result["predicted"],
         len(paths),
         len(skipped),

@@ -72,6 +72,7 @@ def run_training(
     if resume is not None:
         start_iter = state.load(resume, str(point.path))
         log.info("resuming from %s at iteration %d", point.path, start_iter)
+    ctx.start_writing()  # every check passed: config.yaml, log.txt, set-asides
     category_ids = [datasets[0].label_to_category_id[k] for k in range(1, len(class_names) + 1)]
     meta = checkpoint_meta(cfg, class_names, genotypes, CHECKPOINT_KIND, category_ids)
     if start_iter < cfg.SOLVER.MAX_ITER:

@@ -14,11 +14,16 @@ import torch
 from torch import nn
 from yacs.config import CfgNode as CN
 
-from fad import __version__
 from fad.config import load_config
 from fad.errors import FadError
-from fad.modeling.build import build_detector
-from fad.runtime.checkpoint import CheckpointMeta, load_checkpoint, load_model_state
+from fad.modeling.build import build_detector, head_section
+from fad.runtime.checkpoint import (
+    CheckpointMeta,
+    load_checkpoint,
+    load_model_state,
+    non_finite_entry,
+)
+from fad.runtime.version import __version__
 from fad.search_space.genotype import Genotype, parse_genotype
 
 
@@ -75,14 +80,27 @@ class TrainedModel:
         if not path.is_file():
             raise FadError(f"MODEL.WEIGHT {path}: file not found")
         ckpt = load_checkpoint(path)
-        meta = CheckpointMeta.from_checkpoint(ckpt)
+        meta = CheckpointMeta.from_checkpoint(ckpt, str(path))
         if not meta.class_names:
             raise FadError(f"{path} has no class names; was it written by fad train?")
+        bad = [k for k, v in ckpt["model"].items() if not torch.is_tensor(v)]
+        if bad:
+            raise FadError(f"{path}: model.{bad[0]} is not a tensor")
+        bad = non_finite_entry(ckpt["model"])
+        if bad is not None:
+            raise FadError(f"{path}: model.{bad} holds non-finite values (NaN or Inf)")
         genotypes = {
             role: parse_genotype(text, source=f"{path}[{role}]")
             for role, text in meta.genotypes.items()
         }
-        return cls(path, ckpt["model"], meta, genotypes)
+        trained = cls(path, ckpt["model"], meta, genotypes)
+        key, head = head_section(trained.config())
+        if len(meta.class_names) > head.NUM_CLASSES - 1:
+            raise FadError(
+                f"{path}: stored meta field 'class_names' has {len(meta.class_names)} names for "
+                f"a head of {head.NUM_CLASSES - 1} classes ({key}.NUM_CLASSES in its config)"
+            )
+        return trained
 
     @property
     def class_names(self) -> list[str]:

@@ -11,6 +11,7 @@ from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
 from fad.errors import FadError
+from fad.runtime.precision import in_float32
 
 # depth -> (block, layers per stage)
 RESNET_LAYOUTS: dict[int, tuple[type[nn.Module], list[int]]] = {
@@ -76,6 +77,17 @@ def freeze_stages(body: nn.Module, freeze_at: int) -> None:
             parameter.requires_grad_(False)
 
 
+class Float32P6P7(LastLevelP6P7):
+    """torchvision's P6/P7 block, computed in float32 under autocast (same parameters and keys).
+
+    On a 2-thread CPU, torch 2.14's bfloat16 weight gradient of P7's stride-2 conv from a 1 x 1 P6
+    (a small input, e.g. 64 px) comes out NaN about one time in six
+    (`tests/modeling/test_modeling_backbone.py`); the two smallest maps cost nothing in float32.
+    """
+
+    forward = in_float32(LastLevelP6P7.forward)
+
+
 def build_resnet_fpn(
     depth: int,
     *,
@@ -97,7 +109,7 @@ def build_resnet_fpn(
     freeze_stages(body, freeze_at)
     expansion = 4 if depth >= 50 else 1
     in_channels = [64 * expansion * 2, 64 * expansion * 4, 64 * expansion * 8]
-    p6p7 = LastLevelP6P7(in_channels[-1] if use_c5 else out_channels, out_channels)
+    p6p7 = Float32P6P7(in_channels[-1] if use_c5 else out_channels, out_channels)
     p6p7.use_P5 = not use_c5  # torchvision guesses it from the widths, which may coincide
     backbone = BackboneWithFPN(
         body,

@@ -1,52 +1,92 @@
 """Config -> detector. The only place that reads MODEL.* keys; modules get explicit arguments.
 
-MODEL.FCOS_ON builds FCOS from MODEL.FCOS.*, MODEL.RETINANET_ON builds RetinaNet from
-MODEL.RETINANET.* (exactly one of the two); both take their towers from MODEL.FAD.* and a genotype.
+The detector is the registered one (`fad.modeling.detectors.DETECTORS`) whose MODEL.<SECTION>_ON
+is True (exactly one): MODEL.FCOS_ON builds FCOS from MODEL.FCOS.*, MODEL.RETINANET_ON RetinaNet
+from MODEL.RETINANET.*. This module reads the keys every detector has (backbone, input, towers
+from MODEL.FAD.* and a genotype, and the shared keys of the detector's section) into
+`DetectorParts`; the detector's entry reads its own keys and builds it.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import NamedTuple
 
 from torch import nn
 from yacs.config import CfgNode as CN
 
 from fad.errors import FadError
-from fad.modeling.anchors import AnchorGrid, octave_sizes
 from fad.modeling.backbone import build_resnet_fpn, conv_body_depth
-from fad.modeling.fcos import FCOSDetector, TrainTestTransform
-from fad.modeling.head import FCOSTowerHead
+from fad.modeling.candidates import Selection
+from fad.modeling.detectors import DETECTORS
+from fad.modeling.feature_cache import enable_feature_cache
+from fad.modeling.loss import FocalLoss
 from fad.modeling.pretrained import load_pretrained_backbone
-from fad.modeling.retinanet import RetinaNetDetector, RetinaNetTowerHead
+from fad.modeling.registry import DetectorEntry, DetectorParts, require
 from fad.modeling.speed import compile_towers, set_compute_path, use_channels_last
-from fad.search_space.genotype import ROLES, Genotype
-from fad.search_space.towers import CellTowerSpec, Tower, TowerSpec, build_towers
+from fad.modeling.transform import TrainTestTransform
+from fad.search_space.genotype import Genotype
+from fad.search_space.towers import CellTowerSpec, TowerSpec, build_towers
 
 log = logging.getLogger("fad")
 
-# detector -> (its MODEL.*_ON switch, its MODEL.* section)
-DETECTORS = {"fcos": ("FCOS_ON", "FCOS"), "retinanet": ("RETINANET_ON", "RETINANET")}
+
+def _listed(keys: list[str]) -> str:
+    """'A and B are both' / 'A, B and C are all'."""
+    names = ", ".join(keys[:-1]) + f" and {keys[-1]}"
+    return f"{names} are {'both' if len(keys) == 2 else 'all'}"
 
 
-def detector_name(cfg: CN) -> str:
-    """'fcos' or 'retinanet': the one detector whose MODEL.*_ON switch is True."""
-    on = [name for name, (switch, _) in DETECTORS.items() if cfg.MODEL[switch]]
+def detector_entry(cfg: CN) -> DetectorEntry:
+    """The registered detector whose MODEL.<SECTION>_ON switch is True (exactly one)."""
+    on = [e for e in DETECTORS.values() if cfg.MODEL.get(e.switch, False)]
     if len(on) == 1:
         return on[0]
     if not on:
-        raise FadError("MODEL.FCOS_ON and MODEL.RETINANET_ON are both False: set one of them True")
-    raise FadError(
-        "MODEL.FCOS_ON and MODEL.RETINANET_ON are both True: set MODEL.FCOS_ON False to build "
-        "RetinaNet (the original silently built FCOS), and MODEL.RETINANET.USE_C5 True for the "
-        "original RetinaNet's P6 from C5 (fad's default is FCOS's False)"
-    )
+        switches = [f"MODEL.{e.switch}" for e in DETECTORS.values() if e.switch in cfg.MODEL]
+        raise FadError(f"{_listed(switches)} False: set one of them True")
+    hints = "; ".join(e.switch_hint for e in on if e.switch_hint)
+    advice = hints or "set exactly one of them True"
+    raise FadError(f"{_listed([f'MODEL.{e.switch}' for e in on])} True: {advice}")
+
+
+def detector_name(cfg: CN) -> str:
+    """The name of the detector the config builds ('fcos', 'retinanet', ...)."""
+    return detector_entry(cfg).name
 
 
 def head_section(cfg: CN) -> tuple[str, CN]:
     """('MODEL.FCOS', cfg.MODEL.FCOS) or ('MODEL.RETINANET', ...): the detector's own keys."""
-    _, section = DETECTORS[detector_name(cfg)]
+    section = detector_entry(cfg).section
     return f"MODEL.{section}", cfg.MODEL[section]
+
+
+def check_shared_keys(section: CN, key: str) -> None:
+    """The keys every detector's section has (see `fad.modeling.registry`), in range."""
+    require(section.NUM_CLASSES >= 2, f"{key}.NUM_CLASSES must be >= 2, got {section.NUM_CLASSES}")
+    require(section.NUM_CONVS >= 1, f"{key}.NUM_CONVS must be >= 1")
+    require(0 < section.PRIOR_PROB < 1, f"{key}.PRIOR_PROB must be in (0, 1)")
+    require(
+        0 <= section.INFERENCE_TH < 1,
+        f"{key}.INFERENCE_TH must be in [0, 1), got {section.INFERENCE_TH}",
+    )
+    require(0 < section.NMS_TH <= 1, f"{key}.NMS_TH must be in (0, 1], got {section.NMS_TH}")
+    require(
+        section.PRE_NMS_TOP_N >= 1,
+        f"{key}.PRE_NMS_TOP_N must be >= 1, got {section.PRE_NMS_TOP_N}",
+    )
+    require(0 <= section.LOSS_ALPHA <= 1, f"{key}.LOSS_ALPHA must be in [0, 1]")
+    require(section.LOSS_GAMMA >= 0, f"{key}.LOSS_GAMMA must be >= 0")
+
+
+def validate_detectors(cfg: CN) -> None:
+    """Every registered detector's section in the config (its shared keys, then its own
+    checks), then the switches: exactly one detector on. A FadError names the first bad key."""
+    for entry in DETECTORS.values():
+        if entry.section in cfg.MODEL:
+            key = f"MODEL.{entry.section}"
+            check_shared_keys(cfg.MODEL[entry.section], key)
+            entry.validate(cfg.MODEL[entry.section], key)
+    detector_entry(cfg)
 
 
 def tower_mode(cfg: CN, genotypes: dict[str, Genotype] | None) -> str:
@@ -74,17 +114,21 @@ def tower_spec(cfg: CN, genotypes: dict[str, Genotype] | None) -> TowerSpec:
                 raise FadError(
                     f"MODEL.FAD.{role.upper()}TOWER is on but the genotype has no {role} line"
                 )
-    fcos = detector_name(cfg) == "fcos"
+    entry = detector_entry(cfg)
     return TowerSpec(
         mode=mode,
         channels=cfg.MODEL.RESNETS.BACKBONE_OUT_CHANNELS,
-        num_convs=head_section(cfg)[1].NUM_CONVS,
+        num_convs=cfg.MODEL[entry.section].NUM_CONVS,
         box=_cell_tower(fad, "box", genotypes),
         cls=_cell_tower(fad, "cls", genotypes),
         repshare=fad.REPSHARE,
         space=fad.SPACE,
-        standard_norm=fcos,  # GroupNorm in FCOS's standard towers, none in RetinaNet's
-        head_init_reduce=("cls",) if fcos else ROLES,  # as the original heads
+        standard_norm=entry.standard_norm,
+        head_init_reduce=entry.head_init_reduce,
+        partial_channels=fad.PARTIAL_CHANNELS if mode == "search" else 1,
+        edge_normalization=fad.EDGE_NORMALIZATION and mode == "search",
+        decouple_init=fad.DECOUPLE_INIT,
+        search_none=fad.SEARCH_NONE,
     )
 
 
@@ -148,9 +192,9 @@ def build_detector(
     genotypes: dict[str, Genotype] | None = None,
     *,
     load_weights: bool = True,
-) -> FCOSDetector | RetinaNetDetector:
-    """FCOS or RetinaNet (`detector_name`) with the towers the config (and genotypes) call for,
-    for `num_classes` object classes (see `logit_classes` for MODEL.*.NUM_CLASSES).
+) -> nn.Module:
+    """The config's detector (`detector_entry`) with the towers the config (and genotypes) call
+    for, for `num_classes` object classes (see `logit_classes` for MODEL.*.NUM_CLASSES).
 
     `load_weights` loads MODEL.WEIGHT into the backbone (off when a full checkpoint follows).
     """
@@ -169,8 +213,31 @@ def build_detector(
     if load_weights:
         load_pretrained_backbone(backbone, cfg.MODEL.WEIGHT, arch)
     towers = build_towers(tower_spec(cfg, genotypes))
+    entry = detector_entry(cfg)
+    section = cfg.MODEL[entry.section]
+    parts = DetectorParts(
+        backbone=backbone,
+        transform=train_test_transform(cfg),
+        towers=towers,
+        in_channels=cfg.MODEL.RESNETS.BACKBONE_OUT_CHANNELS,
+        num_classes=logit_classes(cfg, num_classes),
+        prior_prob=section.PRIOR_PROB,
+        selection=Selection(
+            score_thresh=section.INFERENCE_TH,
+            nms_thresh=section.NMS_TH,
+            detections_per_img=cfg.TEST.DETECTIONS_PER_IMG,
+            topk_candidates=section.PRE_NMS_TOP_N,
+            reported_classes=num_classes,
+        ),
+        focal=FocalLoss(section.LOSS_ALPHA, section.LOSS_GAMMA),
+    )
+    return entry.build(section, parts)
+
+
+def train_test_transform(cfg: CN) -> TrainTestTransform:
+    """INPUT.* and DATALOADER.SIZE_DIVISIBILITY -> the transform every detector uses."""
     inp = cfg.INPUT
-    transform = TrainTestTransform(
+    return TrainTestTransform(
         train_min_sizes(cfg),
         inp.MAX_SIZE_TRAIN,
         inp.MIN_SIZE_TEST,
@@ -180,88 +247,16 @@ def build_detector(
         size_divisible=cfg.DATALOADER.SIZE_DIVISIBILITY,
         to_bgr255=inp.TO_BGR255,
     )
-    build = _retinanet if detector_name(cfg) == "retinanet" else _fcos
-    return build(cfg, _Parts(backbone, transform, towers, num_classes))
 
 
 def apply_speed_paths(detector: nn.Module, cfg: CN) -> None:
-    """MODEL.COMPUTE_PATH, MODEL.CHANNELS_LAST and MODEL.COMPILE, in place, on a built detector
-    that a run trains, searches or evaluates (exports and `fad.load` keep the plain detector)."""
+    """MODEL.COMPUTE_PATH, MODEL.CHANNELS_LAST, MODEL.COMPILE and MODEL.BACKBONE.FEATURE_CACHE_MB,
+    in place, on a built detector that a run trains, searches or evaluates (exports and
+    `fad.load` keep the plain detector)."""
     set_compute_path(detector, cfg.MODEL.COMPUTE_PATH)
     if cfg.MODEL.CHANNELS_LAST:
         use_channels_last(detector)
     if cfg.MODEL.COMPILE:
         compile_towers(detector.head)
-
-
-class _Parts(NamedTuple):
-    """What either detector is made of besides its head's own keys."""
-
-    backbone: nn.Module
-    transform: TrainTestTransform
-    towers: tuple[Tower, Tower]  # (box, cls)
-    num_classes: int  # object classes of the data
-
-
-def _shared_options(cfg: CN, parts: _Parts) -> dict[str, object]:
-    """The candidate selection and focal loss keys both detectors have, as keyword arguments."""
-    _, section = head_section(cfg)
-    return {
-        "score_thresh": section.INFERENCE_TH,
-        "nms_thresh": section.NMS_TH,
-        "detections_per_img": cfg.TEST.DETECTIONS_PER_IMG,
-        "topk_candidates": section.PRE_NMS_TOP_N,
-        "focal_alpha": section.LOSS_ALPHA,
-        "focal_gamma": section.LOSS_GAMMA,
-        "reported_classes": parts.num_classes,
-    }
-
-
-def _fcos(cfg: CN, parts: _Parts) -> FCOSDetector:
-    f = cfg.MODEL.FCOS
-    head = FCOSTowerHead(
-        *parts.towers,
-        in_channels=cfg.MODEL.RESNETS.BACKBONE_OUT_CHANNELS,
-        num_classes=logit_classes(cfg, parts.num_classes),
-        num_levels=len(f.FPN_STRIDES),
-        prior_prob=f.PRIOR_PROB,
-        norm_reg_targets=f.NORM_REG_TARGETS,
-        centerness_on_reg=f.CENTERNESS_ON_REG,
-    )
-    return FCOSDetector(
-        parts.backbone,
-        head,
-        parts.transform,
-        strides=f.FPN_STRIDES,
-        center_sampling_radius=f.CENTER_SAMPLING_RADIUS,
-        norm_reg_targets=f.NORM_REG_TARGETS,
-        **_shared_options(cfg, parts),
-        iou_loss_type=f.IOU_LOSS_TYPE,
-    )
-
-
-def _retinanet(cfg: CN, parts: _Parts) -> RetinaNetDetector:
-    r = cfg.MODEL.RETINANET
-    anchors = AnchorGrid(
-        r.ANCHOR_STRIDES,
-        octave_sizes(r.ANCHOR_SIZES, r.OCTAVE, r.SCALES_PER_OCTAVE),
-        r.ASPECT_RATIOS,
-    )
-    head = RetinaNetTowerHead(
-        *parts.towers,
-        in_channels=cfg.MODEL.RESNETS.BACKBONE_OUT_CHANNELS,
-        num_classes=logit_classes(cfg, parts.num_classes),
-        num_anchors=anchors.num_anchors_per_location()[0],
-        prior_prob=r.PRIOR_PROB,
-    )
-    return RetinaNetDetector(
-        parts.backbone,
-        head,
-        parts.transform,
-        anchors,
-        fg_iou_thresh=r.FG_IOU_THRESHOLD,
-        bg_iou_thresh=r.BG_IOU_THRESHOLD,
-        **_shared_options(cfg, parts),
-        bbox_reg_beta=r.BBOX_REG_BETA,
-        bbox_reg_weight=r.BBOX_REG_WEIGHT,
-    )
+    if cfg.MODEL.BACKBONE.FEATURE_CACHE_MB > 0:
+        enable_feature_cache(detector, cfg.MODEL.BACKBONE.FEATURE_CACHE_MB)

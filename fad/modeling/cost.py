@@ -86,15 +86,26 @@ def _total(output: object) -> Tensor:
     return sum(_total(v) for v in values)  # type: ignore[union-attr, return-value]
 
 
-def module_cost(module: nn.Module, *inputs: object, backward: bool = False) -> tuple[int, int]:
+def module_cost(
+    module: nn.Module,
+    *inputs: object,
+    backward: bool = False,
+    call: Callable[..., object] | None = None,
+) -> tuple[int, int]:
     """(parameters, FLOPs) of ``module(*inputs)``; with ``backward``, forward + backward of the
-    sum of its outputs (every parameter's gradient; inputs' too where they require it)."""
+    sum of its outputs (every parameter's gradient; inputs' too where they require it).
+
+    The one cost of a head, a tower or a cell: ``call`` runs instead of ``module`` where only
+    part of it counts (e.g. ``call=tower.forward_cells`` with ``module=tower.cells``); the
+    parameters counted are ``module``'s.
+    """
+    forward = call or module
 
     def run() -> None:
         if backward:
-            _total(module(*inputs)).backward()
+            _total(forward(*inputs)).backward()
         else:
             with torch.no_grad():
-                module(*inputs)
+                forward(*inputs)
 
     return count_parameters(module), count_flops(run)

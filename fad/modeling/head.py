@@ -1,22 +1,13 @@
-"""The FCOS head with injected towers: towers -> predictors, shared across FPN levels."""
+"""What every detector head shares: injected (box, cls) towers run over the FPN levels, the
+class and box predictors after them, their init, and the layout of their outputs."""
 
 from __future__ import annotations
 
 import math
 
-import torch
 from torch import Tensor, nn
 
-
-class Scale(nn.Module):
-    """A learnable scalar per FPN level on the box regression (as FCOS)."""
-
-    def __init__(self, init_value: float = 1.0) -> None:
-        super().__init__()
-        self.scale = nn.Parameter(torch.tensor([init_value]))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x * self.scale
+from fad.search_space.towers import Tower
 
 
 def init_predictors(cls_logits: nn.Conv2d, *others: nn.Conv2d, prior_prob: float) -> None:
@@ -28,67 +19,51 @@ def init_predictors(cls_logits: nn.Conv2d, *others: nn.Conv2d, prior_prob: float
     nn.init.constant_(cls_logits.bias, -math.log((1 - prior_prob) / prior_prob))
 
 
-def _flatten(x: Tensor) -> Tensor:
-    """[N, C, H, W] -> [N, H*W, C]"""
-    n, c, h, w = x.shape
-    return x.permute(0, 2, 3, 1).reshape(n, h * w, c)
+def tower_features(
+    box_tower: Tower, cls_tower: Tower, features: list[Tensor]
+) -> tuple[list[Tensor], list[Tensor]]:
+    """(box features, cls features) of every FPN level: the box tower over all levels, then the
+    cls tower over all levels with the box features (a FAD cls tower's first cell reads them; a
+    standard one ignores them). The one place a head calls its towers, through
+    `Tower.forward_levels`, where a compute path that runs all levels at once plugs in."""
+    box_features = box_tower.forward_levels(features)
+    return box_features, cls_tower.forward_levels(features, box_features)
 
 
-class FCOSTowerHead(nn.Module):
-    """FCOS's head over injected towers: box tower, cls tower, then the FCOS predictors.
+def flatten_predictions(x: Tensor, channels: int) -> Tensor:
+    """[N, A * C, H, W] -> [N, H * W * A, C]: locations row-major, A predictions of C values each
+    (A = 1 for one prediction per location)."""
+    n, _, h, w = x.shape
+    return x.view(n, -1, channels, h, w).permute(0, 3, 4, 1, 2).reshape(n, -1, channels)
+
+
+class TowerHead(nn.Module):
+    """A head over injected towers: box tower, cls tower, then 3x3 predictors shared by the levels.
 
     Args:
         box_tower: maps an FPN level [N, W, H, W'] to a box feature with W channels.
-        cls_tower: called as `cls_tower(feature, box_feature)`, returns W channels. A standard tower
-            ignores `box_feature`; a FAD tower feeds it to its first cell (it sees the box
-            representation).
+        cls_tower: called as `cls_tower(feature, box_feature)`, returns W channels.
         in_channels: W, the FPN width.
-        num_classes: class logits (object classes, no background).
-        num_levels: FPN levels (one Scale each).
-        norm_reg_targets: regress ltrb in units of the stride, relu(scale * x) (the imprv
-            variant); False: in pixels, exp(scale * x) (plain FCOS).
-        centerness_on_reg: centerness from the box feature (imprv); False: from the cls feature.
+        cls_outputs: channels of `cls_logits` (A x K: K class logits for each of A anchors).
+        box_outputs: channels of `bbox_pred` (A x 4).
+
+    Subclasses add their own predictors after these and init them all (`init_predictors`).
     """
 
     def __init__(
         self,
-        box_tower: nn.Module,
-        cls_tower: nn.Module,
+        box_tower: Tower,
+        cls_tower: Tower,
         in_channels: int,
-        num_classes: int,
-        num_levels: int = 5,
-        prior_prob: float = 0.01,
-        *,
-        norm_reg_targets: bool = True,
-        centerness_on_reg: bool = True,
+        cls_outputs: int,
+        box_outputs: int,
     ) -> None:
         super().__init__()
-        self.norm_reg_targets = norm_reg_targets
-        self.centerness_on_reg = centerness_on_reg
         self.box_tower = box_tower
         self.cls_tower = cls_tower
-        self.cls_logits = nn.Conv2d(in_channels, num_classes, 3, padding=1)
-        self.bbox_pred = nn.Conv2d(in_channels, 4, 3, padding=1)
-        self.centerness = nn.Conv2d(in_channels, 1, 3, padding=1)
-        self.scales = nn.ModuleList(Scale() for _ in range(num_levels))
-        init_predictors(self.cls_logits, self.bbox_pred, self.centerness, prior_prob=prior_prob)
+        self.cls_logits = nn.Conv2d(in_channels, cls_outputs, 3, padding=1)
+        self.bbox_pred = nn.Conv2d(in_channels, box_outputs, 3, padding=1)
 
-    def forward(self, features: list[Tensor]) -> dict[str, Tensor]:
-        """FPN levels -> `cls_logits` [N, HW, K], `bbox_regression` [N, HW, 4] (ltrb distances,
-        non-negative, per stride or in pixels) and `bbox_ctrness` [N, HW, 1], levels
-        concatenated in order."""
-        cls_logits, bbox_regression, ctrness = [], [], []
-        box_features = self.box_tower.forward_levels(features)
-        cls_features = self.cls_tower.forward_levels(features, box_features)
-        for level, (box_feature, cls_feature) in enumerate(zip(box_features, cls_features)):
-            regression = self.scales[level](self.bbox_pred(box_feature))
-            regression = torch.relu(regression) if self.norm_reg_targets else torch.exp(regression)
-            ctr_feature = box_feature if self.centerness_on_reg else cls_feature
-            cls_logits.append(_flatten(self.cls_logits(cls_feature)))
-            bbox_regression.append(_flatten(regression))
-            ctrness.append(_flatten(self.centerness(ctr_feature)))
-        return {
-            "cls_logits": torch.cat(cls_logits, dim=1),
-            "bbox_regression": torch.cat(bbox_regression, dim=1),
-            "bbox_ctrness": torch.cat(ctrness, dim=1),
-        }
+    def tower_features(self, features: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        """(box features, cls features) of every level (see `tower_features`)."""
+        return tower_features(self.box_tower, self.cls_tower, features)

@@ -27,8 +27,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from fad.runtime.atomic import atomic_write, atomic_write_text, fsync_dir
+from fad.runtime.atomic import (
+    atomic_write_bytes,
+    atomic_write_text,
+    fsync_dir,
+    remove_stale_temporaries,
+)
 from fad.runtime.errors import FadError
+from fad.runtime.limits import check_regular_file
 
 log = logging.getLogger("fad")
 POINTER = "last_checkpoint"
@@ -108,23 +114,22 @@ def save_checkpoint(folder: Path, name: str, payload: dict[str, Any]) -> Path:
         )
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    atomic_write(path, lambda f: f.write(buffer.getbuffer()))
+    atomic_write_bytes(path, buffer.getbuffer())
     atomic_write_text(folder / POINTER, name + "\n")
     return path
 
 
 def remove_partial_writes(folder: Path) -> int:
-    """Delete the temporary files (`.NAME.*.tmp`) of atomic writes whose writer was killed.
-
-    Call at the start of a run, before anything saves; returns how many were removed.
-    """
-    removed = 0
-    for tmp in Path(folder).glob(".?*.*.tmp"):
-        tmp.unlink(missing_ok=True)
-        removed += 1
+    """Delete the temporary files of fad's own atomic writes in `folder` whose writer was killed
+    (`.NAME.fad-PID-XXXXXXXX.tmp`, PID gone; see `fad.runtime.atomic`); any other file, a
+    user's `*.tmp` included, is left alone. Call at the start of a run, before anything saves;
+    returns how many were removed."""
+    removed = remove_stale_temporaries(Path(folder))
     if removed:
-        log.info("removed %d partial file(s) left by an interrupted run in %s", removed, folder)
-    return removed
+        log.info(
+            "removed %d partial file(s) left by an interrupted run in %s", len(removed), folder
+        )
+    return len(removed)
 
 
 @dataclass(frozen=True)
@@ -153,16 +158,48 @@ class CheckpointMeta:
         }
 
     @classmethod
-    def from_checkpoint(cls, ckpt: dict[str, Any]) -> CheckpointMeta:
+    def from_checkpoint(cls, ckpt: dict[str, Any], source: str = "checkpoint") -> CheckpointMeta:
+        """The meta of a loaded checkpoint; a field of the wrong type, repeated class names or
+        category ids, or as many of neither, is a one-line FadError naming `source` and it."""
         meta = ckpt.get("meta") or {}
+        if not isinstance(meta, dict):
+            raise FadError(f"{source}: its stored meta is not a dict")
+
+        def fail(key: str, problem: str) -> None:
+            raise FadError(f"{source}: stored meta field {key!r} {problem}")
+
+        for key in ("kind", "config", "fad_version"):
+            if not isinstance(meta.get(key, ""), str):
+                fail(key, "is not text")
+        names = meta.get("class_names") or []
+        ids = meta.get("category_ids") or []
+        genotypes = meta.get("genotypes") or {}
+        if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) and n for n in names):
+            fail("class_names", "must be a list of non-empty names")
+        if len(set(names)) != len(names):
+            fail("class_names", "repeats a name: classes would be merged")
+        if not isinstance(ids, (list, tuple)) or not all(_plain_int(c) for c in ids):
+            fail("category_ids", "must be a list of integers")
+        if len(set(ids)) != len(ids):
+            fail("category_ids", "repeats an id: classes would be merged")
+        if ids and len(ids) != len(names):
+            fail("category_ids", f"has {len(ids)} ids for {len(names)} class_names")
+        if not isinstance(genotypes, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in genotypes.items()
+        ):
+            fail("genotypes", "must map tower names to genotype text")
         return cls(
-            kind=str(meta.get("kind", "")),
-            config=str(meta.get("config", "")),
-            class_names=tuple(meta.get("class_names") or ()),
-            category_ids=tuple(int(c) for c in meta.get("category_ids") or ()),
-            genotypes=dict(meta.get("genotypes") or {}),
-            fad_version=str(meta.get("fad_version", "")),
+            kind=meta.get("kind", ""),
+            config=meta.get("config", ""),
+            class_names=tuple(names),
+            category_ids=tuple(int(c) for c in ids),
+            genotypes=dict(genotypes),
+            fad_version=meta.get("fad_version", ""),
         )
+
+
+def _plain_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63
 
 
 class UnreadableFileError(FadError):
@@ -190,6 +227,12 @@ def _load_problem(exc: Exception) -> str:
 def read_tensor_file(path: Path, what: str = "checkpoint") -> Any:
     """`torch.load(path, weights_only=True)` on the CPU; any failure is a one-line
     `UnreadableFileError` (a file holding code, e.g. a pickled object, is refused, never run)."""
+    if not os.path.lexists(path):
+        raise UnreadableFileError(f"{what} not found: {path}", "not found")
+    try:
+        check_regular_file(path, what)  # a named pipe would block torch.load forever
+    except FadError as exc:
+        raise UnreadableFileError(str(exc), str(exc).rsplit(" is ", 1)[-1]) from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. the pickle-protocol notes of refused files
@@ -354,17 +397,26 @@ def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], source: s
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
+    not_tensors = sorted(k for k in set(own) & set(state) if not torch.is_tensor(state[k]))
+    if not_tensors:
+        raise FadError(f"{source}: {not_tensors[0]} is not a tensor")
     wrong = sorted(
         f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
         for k in set(own) & set(state)
         if own[k].shape != state[k].shape
     )
-    if missing or unexpected or wrong:
+    wrong_type = sorted(
+        f"{k} {state[k].dtype} vs {own[k].dtype}"
+        for k in set(own) & set(state)
+        if own[k].is_floating_point() != state[k].is_floating_point()
+    )
+    if missing or unexpected or wrong or wrong_type:
         parts = []
         for label, keys in (
             ("missing", missing),
             ("unexpected", unexpected),
             ("wrong shape", wrong),
+            ("wrong type", wrong_type),
         ):
             if keys:
                 shown = ", ".join(keys[:6]) + (

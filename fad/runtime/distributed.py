@@ -110,9 +110,14 @@ def check_same_across_processes(tensors: list[torch.Tensor], what: str) -> None:
         raise FadError(f"{what} differ across processes: {digests}")
 
 
-def wrap_ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """`model` under DistributedDataParallel when several processes run, else `model` itself."""
+def wrap_ddp(
+    model: torch.nn.Module, device: torch.device, *, find_unused_parameters: bool = False
+) -> torch.nn.Module:
+    """`model` under DistributedDataParallel when several processes run, else `model` itself.
+    `find_unused_parameters`: a step may leave parameters without gradients (sampled ops)."""
     if get_world_size() == 1:
         return model
     ids = [device.index] if device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=ids, find_unused_parameters=find_unused_parameters
+    )

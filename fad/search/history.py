@@ -11,7 +11,6 @@ travels inside checkpoints (so a resumed run continues it exactly) and is writte
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from torch import nn
 
 from fad.errors import FadError
 from fad.runtime.atomic import atomic_write_text
+from fad.search.convergence import snapshot_convergence, summary
 from fad.search_space.genotype import INPUT_NODES, parse_genotype
 from fad.search_space.towers import SearchTower, search_towers
 from fad.viz.genotype_plot import INPUT_NAMES
@@ -46,14 +46,6 @@ def edge_weights(tower: SearchTower) -> list[list[float]]:
     """softmax(alpha) per edge: [num_edges][num_ops] floats."""
     rows = [F.softmax(alpha.detach().float(), dim=-1).cpu() for alpha in tower.alphas]
     return torch.cat(rows).tolist()
-
-
-def mean_entropy(rows: list[list[float]]) -> float:
-    """Mean over edges of the entropy (nats) of the op distribution: log(n_ops) when uniform."""
-    total = 0.0
-    for row in rows:
-        total -= sum(p * math.log(p) for p in row if p > 0)
-    return total / max(len(rows), 1)
 
 
 def genotype_edges(genotypes: dict[str, str]) -> set[tuple[str, int, str, int]]:
@@ -142,10 +134,18 @@ class AlphaHistory:
             if not snapshot["checkpoint"]:
                 continue
             lines.append(f"\n== iteration {snapshot['iteration']} ==")
+            figures = snapshot_convergence(snapshot, self.towers)
+            lines.append(summary(figures))
             for role, rows in snapshot["weights"].items():
                 spec = self.towers[role]
                 lines.append(f"{role} genotype: {snapshot['genotypes'][role]}")
-                lines.append(f"{role} tower (mean entropy {mean_entropy(rows):.4f} nats):")
+                for edge in figures[role]["kept_edges"]:
+                    lines.append(
+                        f"  kept: node {edge['node']} <- {edge['input']} {edge['op']} "
+                        f"{edge['weight']:.4f} (runner-up {edge['runner_up']}, margin "
+                        f"{edge['margin']:+.4f})"
+                    )
+                lines.append(f"{role} tower, every edge:")
                 for label, row in zip(spec["edges"], rows, strict=True):
                     ranked = sorted(zip(row, spec["op_names"], strict=True), reverse=True)
                     ops = ", ".join(f"{name} {p:.4f}" for p, name in ranked)

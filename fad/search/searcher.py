@@ -38,7 +38,10 @@ from fad.runtime.checkpoint import (
     set_rng_state,
 )
 from fad.runtime.distributed import check_same_across_processes, is_main_process, wrap_ddp
-from fad.search.architect import Architect
+from fad.search.budget import Budget, cost_model
+from fad.search.convergence import settled_since, snapshot_convergence
+from fad.search.history import AlphaHistory
+from fad.search.methods import MethodOptions, SearchMethod, method_class
 from fad.search.outputs import current_genotypes, write_search_outputs
 from fad.search.report import build_report, reset_peak_memory, write_report
 from fad.search.state import SearchState
@@ -50,9 +53,52 @@ log = logging.getLogger("fad")
 CHECKPOINT_KIND = "search"
 
 
-def _check_search_config(cfg: CN) -> None:
+def _check_search_config(cfg: CN) -> type[SearchMethod]:
+    """The search method of the config, checked against the supernet it asks for."""
     if not cfg.MODEL.FAD.SEARCH:
         raise FadError("fad search needs MODEL.FAD.SEARCH True in the config (got False)")
+    search = cfg.SOLVER.SEARCH
+    method = method_class(search.METHOD, search.FIRST_ORDER)
+    method.check_supernet(cfg.MODEL.FAD.PARTIAL_CHANNELS, cfg.MODEL.FAD.EDGE_NORMALIZATION)
+    return method
+
+
+def final_convergence(history: AlphaHistory) -> dict[str, Any]:
+    """The last snapshot's convergence figures and since when the genotypes are unchanged; a
+    warning when a genotype was read off near-uniform op weights."""
+    figures = snapshot_convergence(history.snapshots[-1], history.towers)
+    for role, f in figures.items():
+        if f["near_uniform"]:
+            log.warning(
+                "the %s genotype was read off near-uniform op weights (entropy %.3f of %.3f "
+                "nats, weakest kept op %.2fx uniform): the data did not choose it; search longer "
+                "or with a larger SOLVER.SEARCH.BASE_LR_ALPHA",
+                role,
+                f["mean_entropy"],
+                f["uniform_entropy"],
+                f["min_top_over_uniform"],
+            )
+    return {"convergence": figures, "settled_since": settled_since(history.snapshots)}
+
+
+def build_method(
+    cls: type[SearchMethod], cfg: CN, state: SearchState, num_classes: int
+) -> SearchMethod:
+    """The run's search method over the model of `state`, from SOLVER.SEARCH.* and SEED."""
+    search = cfg.SOLVER.SEARCH
+    budget = None
+    if search.COST_BUDGET > 0:
+        costs = cost_model(cfg, num_classes)
+        budget = Budget(search.COST_BUDGET, search.COST_WEIGHT, costs)
+    options = MethodOptions(
+        seed=cfg.SEED,
+        max_iter=cfg.SOLVER.MAX_ITER,
+        warmup_iters=search.WARMUP_ITERS,
+        tau=tuple(search.TAU),
+        one_level=search.ONE_LEVEL,
+        budget=budget,
+    )
+    return cls(state.model, state.alpha_optimizer, state.optimizer, options, state.precision)
 
 
 def _resume_point(folder: Path, required: bool, fresh: bool) -> ResumePoint:
@@ -86,7 +132,7 @@ def run_search(
     the checkpoints loads (see `fad.runtime.checkpoint.find_resume_point`).
     """
     wall_start = time.perf_counter()
-    _check_search_config(cfg)
+    method_cls = _check_search_config(cfg)
     check_run(cfg, train=True, test=False)
     point = _resume_point(Path(cfg.OUTPUT_DIR), resume, fresh)
     ctx = start_run(cfg, local_rank=local_rank)
@@ -99,12 +145,15 @@ def run_search(
     apply_speed_paths(model, cfg)
     current_genotypes(model)  # both towers searched, before any heavy work
     state = SearchState.build(model, cfg)
+    method = build_method(method_cls, cfg, state, len(class_names))
+    state.method = method
     start_iter = 0
     if point.checkpoint is not None:
         start_iter = state.load(point.checkpoint, str(point.path))
         log.info("resuming the search from %s at iteration %d", point.path, start_iter)
     else:
         state.history.record(model, 0, checkpoint=True)
+    ctx.start_writing()  # every check passed: config.yaml, log.txt, set-asides
     max_iter = cfg.SOLVER.MAX_ITER
     meta = checkpoint_meta(cfg, class_names, None, CHECKPOINT_KIND)
 
@@ -147,11 +196,18 @@ def run_search(
         world_size=ctx.world_size,
         genotypes={role: str(g) for role, g in genotypes.items()},
         settings={
-            "first_order": bool(cfg.SOLVER.SEARCH.FIRST_ORDER),
+            "method": method.name + (" one-level" if method.options.one_level else ""),
+            "first_order": method.first_order,
             "repshare": bool(cfg.MODEL.FAD.REPSHARE),
             "alpha_holdout": float(cfg.SOLVER.SEARCH.ALPHA_HOLDOUT),
             "warmup_iters": int(cfg.SOLVER.SEARCH.WARMUP_ITERS),
             "genotype_stability": state.history.stability(stability_window(max_iter)),
+            **final_convergence(state.history),
+            "cost": (
+                method.options.budget.report(model, method.derive())
+                if method.options.budget is not None
+                else None
+            ),
             "ims_per_batch": int(cfg.SOLVER.IMS_PER_BATCH),
         },
     )
@@ -177,15 +233,9 @@ def _search_iterations(
     if ckpt is not None:  # after the loaders drew their own seeds, so the streams line up
         set_rng_state(ckpt["rng"])
     model = state.model
-    net = wrap_ddp(model, ctx.device)
+    method = state.method
+    net = wrap_ddp(model, ctx.device, find_unused_parameters=method.find_unused_parameters())
     net.train()
-    architect = Architect(
-        model,
-        state.alpha_optimizer,
-        state.optimizer,
-        first_order=cfg.SOLVER.SEARCH.FIRST_ORDER,
-        precision=state.precision,
-    )
     writer = open_tensorboard(ctx, use_tensorboard)
     monitor = AlphaMonitor(
         model,
@@ -193,10 +243,11 @@ def _search_iterations(
         checkpoint_period=cfg.SOLVER.CHECKPOINT_PERIOD,
         max_iter=max_iter,
         writer=writer,
+        method=method,
     )
     step = make_search_step(
         net,
-        architect,
+        method,
         state.optimizer,
         state.scheduler,
         ctx.device,

@@ -48,6 +48,7 @@ class SearchState(TrainState):
 
     alpha_optimizer: torch.optim.Optimizer | None = None
     history: AlphaHistory | None = None
+    method: Any = None  # the SearchMethod, set once built over the model (its state: name, ...)
 
     @classmethod
     def build(cls, model: nn.Module, cfg: CN) -> SearchState:
@@ -66,10 +67,13 @@ class SearchState(TrainState):
             **super().payload(iteration, meta),
             "alpha_optimizer": self.alpha_optimizer.state_dict(),
             "alpha_history": self.history.state_dict(),
+            "search_method": self.method.state_dict(),
         }
 
     def load(self, ckpt: dict[str, Any], source: str) -> int:
         iteration = super().load(ckpt, source)
+        # checkpoints from before search methods were DARTS of the run's order
+        self.method.load_state_dict(ckpt.get("search_method", {"name": self.method.name}), source)
         self.alpha_optimizer.load_state_dict(ckpt["alpha_optimizer"])
         self.history = AlphaHistory.from_state_dict(ckpt["alpha_history"], source)
         self.history.truncate(iteration)

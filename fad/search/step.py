@@ -17,8 +17,9 @@ from fad.engine.step import (
     check_grad_norm,
     prepare_batch,
 )
-from fad.search.architect import Architect
-from fad.search.history import AlphaHistory, mean_entropy
+from fad.search.convergence import snapshot_convergence, summary
+from fad.search.history import AlphaHistory
+from fad.search.methods import SearchMethod
 from fad.search.streams import ALPHA_SEED_OFFSET
 from fad.search_space.towers import named_alphas
 
@@ -28,7 +29,7 @@ LOG_PERIOD = 20  # progress line, TensorBoard and alpha history every this many 
 
 def make_search_step(
     net: nn.Module,
-    architect: Architect,
+    method: SearchMethod,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     device: torch.device,
@@ -41,6 +42,10 @@ def make_search_step(
 ) -> Step:
     """One search iteration on a (weight batch, alpha batch) pair; returns the weight losses.
 
+    Each iteration first lets ``method`` prepare the towers (`begin_iteration`: e.g. a
+    temperature, a sampling seed), then takes its alpha step, then the weight step, then
+    `after_weight_step` (a one-level method steps the alphas there, on the weight batch's
+    gradient).
     The first ``warmup_iters`` iterations skip the alpha step (SOLVER.SEARCH.WARMUP_ITERS): the
     weights learn before the alphas judge them (their alpha batches are drawn all the same, so
     the streams do not depend on the warm-up).
@@ -52,13 +57,13 @@ def make_search_step(
     anything saves them. Both steps share the architect's precision (SOLVER.AMP): under fp16 a
     non-finite gradient norm makes the loss scaler skip that step (`fad.engine.step`).
     """
-    alpha_ids = {id(a) for a in architect.alphas}
+    alpha_ids = {id(a) for a in method.arch_params()}
     params = [p for g in optimizer.param_groups for p in g["params"] if id(p) not in alpha_ids]
-    precision = architect.precision
+    precision = method.architect.precision
     weight_step = WeightStep(
         net, optimizer, scheduler, device, clip_grad=clip_grad, clipped=params, precision=precision
     )
-    named = named_alphas(architect.model)
+    named = named_alphas(method.model)
 
     def check_alpha(iteration: int) -> Callable[[Tensor, Tensor], None]:
         def check(loss: Tensor, norm: Tensor) -> None:
@@ -72,12 +77,21 @@ def make_search_step(
         weight_raw, alpha_raw = batch
         prepare = {"iteration": iteration, "flip_prob": flip_prob, "device": device}
         weight_batch = prepare_batch(weight_raw, seed=seed, **prepare)
-        alpha_batch = prepare_batch(alpha_raw, seed=seed + ALPHA_SEED_OFFSET, **prepare)
+        alpha_batch = None
+        if method.uses_alpha_batch:
+            alpha_batch = prepare_batch(alpha_raw, seed=seed + ALPHA_SEED_OFFSET, **prepare)
         alpha_loss = None
-        if iteration >= warmup_iters:
-            alpha_loss = architect.step(alpha_batch, weight_batch, check=check_alpha(iteration))
+        method.begin_iteration(iteration)
+        searching = iteration >= warmup_iters
+        if searching:
+            alpha_loss = method.alpha_step(alpha_batch, weight_batch, check_alpha(iteration))
             check_finite_params(iteration, named, device, "alphas", "alpha step")
         losses = weight_step(iteration, weight_batch)
+        if searching:
+            joint = method.after_weight_step(losses, check_alpha(iteration))
+            if joint is not None:
+                alpha_loss = joint
+                check_finite_params(iteration, named, device, "alphas", "alpha step")
         if after_iteration is not None:
             after_iteration(iteration, alpha_loss)
         return losses
@@ -87,7 +101,9 @@ def make_search_step(
 
 class AlphaMonitor:
     """After each iteration: record the alpha history (every LOG_PERIOD iterations and at
-    checkpoints), log the alpha loss, entropy and genotype stability, write them to TensorBoard.
+    checkpoints), log the alpha loss, the convergence figures (`fad.search.convergence`: entropy
+    against uniform, the weakest kept op), the method's values (e.g. a temperature) and genotype
+    stability, write them to TensorBoard.
 
     Stability: the share of the current genotypes' edges unchanged over the last
     `stability_window(max_iter)` iterations (see `AlphaHistory.stability`).
@@ -101,7 +117,9 @@ class AlphaMonitor:
         checkpoint_period: int,
         max_iter: int,
         writer: Any = None,
+        method: SearchMethod | None = None,
     ) -> None:
+        self.method = method
         self.model = model
         self.history = history
         self.checkpoint_period = checkpoint_period
@@ -117,16 +135,18 @@ class AlphaMonitor:
         if not (checkpoint or done % LOG_PERIOD == 0):
             return
         snapshot = self.history.record(self.model, done, checkpoint=checkpoint)
-        entropies = {role: mean_entropy(rows) for role, rows in snapshot["weights"].items()}
+        figures = snapshot_convergence(snapshot, self.history.towers)
         stable = self.history.stability(stability_window(self.max_iter))
         mean_loss = sum(self.window) / len(self.window) if self.window else None
         self.window = []
+        values = self.method.values(iteration) if self.method is not None else {}
         log.info(
-            "iter %d/%d  alpha loss %s  alpha entropy %s  edges unchanged since iter %d: %.0f%%",
+            "iter %d/%d  alpha loss %s  %s%s  edges unchanged since iter %d: %.0f%%",
             done,
             self.max_iter,
             "(warm-up)" if mean_loss is None else f"{mean_loss:.4f}",
-            "  ".join(f"{role} {value:.4f}" for role, value in entropies.items()),
+            summary(figures),
+            "".join(f"  {k} {v:.3g}" for k, v in values.items()),
             stable["since"],
             100 * stable["share_unchanged"],
         )
@@ -134,8 +154,14 @@ class AlphaMonitor:
             if mean_loss is not None:
                 self.writer.add_scalar("alpha/loss", mean_loss, done)
             self.writer.add_scalar("alpha/genotype_stability", stable["share_unchanged"], done)
-            for role, value in entropies.items():
-                self.writer.add_scalar(f"alpha/entropy_{role}", value, done)
+            for role, f in figures.items():
+                self.writer.add_scalar(f"alpha/entropy_{role}", f["mean_entropy"], done)
+                self.writer.add_scalar(f"alpha/entropy_uniform_{role}", f["uniform_entropy"], done)
+                self.writer.add_scalar(
+                    f"alpha/weakest_kept_op_{role}", f["min_top_over_uniform"], done
+                )
+            for key, value in values.items():
+                self.writer.add_scalar(f"alpha/{key}", value, done)
 
 
 def stability_window(max_iter: int) -> int:

@@ -186,6 +186,8 @@ def parse_genotype(
 def read_genotype_file(path: str | os.PathLike[str]) -> dict[str, Genotype]:
     """Read a genotype file: {"box": line 1, "cls": line 2}; blank and ``#`` lines skipped."""
     try:
+        if Path(path).exists() and not Path(path).is_file():  # a named pipe would block
+            raise OSError("not a regular file")
         size = Path(path).stat().st_size
         if size > MAX_FILE_BYTES:
             raise FadError(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 from fad.errors import FadError
@@ -56,6 +57,23 @@ class RepShareStack(nn.Module):
         chosen = range(len(self.specs)) if chosen is None else chosen
         results = self.shared_results(x, chosen)
         return [self.decouple[i](r) for i, r in zip(chosen, results, strict=True)]
+
+
+def decouple_as_identity(module: nn.Module) -> None:
+    """Start every RepShare decouple 1x1 conv inside ``module`` as the identity.
+
+    With PyTorch's default init a decoupled result leaves its 1x1 conv at about 1/sqrt(3) of the
+    scale of the results that have none (the suffixed ops and each stack's deepest), so the
+    alpha gradient first ranks the ops by that scale, not by what they compute; as the identity,
+    every op's result starts as the op's own output, as in the cell the genotype will build.
+    """
+    for stack in module.modules():
+        if isinstance(stack, RepShareStack):
+            for conv in stack.decouple:
+                if isinstance(conv, nn.Conv2d):
+                    channels = conv.weight.shape[0]
+                    with torch.no_grad():
+                        conv.weight.copy_(torch.eye(channels).view(channels, channels, 1, 1))
 
 
 def _weighted_sum(outputs: Sequence[Tensor], op_weights: Tensor, columns: Sequence[int]) -> Tensor:

@@ -34,6 +34,7 @@ from fad.search_space.genotype import (
     validate_genotype,
 )
 from fad.search_space.ops import (
+    NONE,
     ConvUnit,
     check_group_norm_width,
     check_partial_width,
@@ -41,8 +42,10 @@ from fad.search_space.ops import (
     unknown_name_error,
 )
 from fad.search_space.relaxation import NodeWeights, Relaxation, softmax_relaxation
+from fad.search_space.repshare import decouple_as_identity
 
 MODES = ("standard", "search", "genotype")
+DECOUPLE_INITS = ("default", "identity")
 ALPHA_INIT_STD = 1e-3
 HEAD_INIT_STD = 0.01
 
@@ -73,10 +76,14 @@ class TowerSpec:
     head_init_reduce: tuple[str, ...] = ("cls",)  # roles whose reduce conv gets N(0, 0.01)
     partial_channels: int = 1  # search edges: 1 / K of their channels through the ops (PC-DARTS)
     edge_normalization: bool = False  # search towers: a weight per edge, softmax(beta) (PC-DARTS)
+    decouple_init: str = "default"  # RepShare's decouple 1x1s: "default" (PyTorch), "identity"
+    search_none: bool = True  # search towers: 'none' among the ops (its alpha column), as DARTS
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise unknown_name_error("tower mode", self.mode, MODES)
+        if self.decouple_init not in DECOUPLE_INITS:
+            raise unknown_name_error("decouple init", self.decouple_init, DECOUPLE_INITS)
         space_ops(self.space)
         _check_positive("TowerSpec.num_convs", self.num_convs)
         check_group_norm_width("TowerSpec.channels", self.channels)
@@ -319,7 +326,7 @@ def build_tower(spec: TowerSpec, role: str) -> Tower:
     if spec.mode == "genotype":
         make = functools.partial(FixedCell, tower.genotype, edge_channels=tower.edge_channels)
         return FixedTower(role, _cells(spec, tower, make), spec.channels, head_init)
-    op_names = space_ops(spec.space)
+    op_names = tuple(n for n in space_ops(spec.space) if spec.search_none or n != NONE)
     make = functools.partial(
         SearchCell,
         tower.num_nodes,
@@ -329,6 +336,9 @@ def build_tower(spec: TowerSpec, role: str) -> Tower:
         partial=spec.partial_channels,
     )
     cells = _cells(spec, tower, make)
+    if spec.decouple_init == "identity":
+        for cell in cells:
+            decouple_as_identity(cell)
     return SearchTower(
         role, cells, spec.channels, op_names, head_init, edge_normalization=spec.edge_normalization
     )

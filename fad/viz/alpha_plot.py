@@ -8,19 +8,17 @@ global state), so it is safe in any process and needs no display.
 
 from __future__ import annotations
 
-import functools
 import math
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from fad.runtime.atomic import atomic_write
 from fad.search_space.ops import NONE
+from fad.viz.figure_files import write_figure
 
-PLOT_FORMATS = ("png", "svg")
 PANEL_SIZE = (3.2, 2.4)  # inches per edge panel
 
 
@@ -61,17 +59,6 @@ def alpha_figure(history: dict[str, Any], role: str) -> Figure:
     return figure
 
 
-def _save(figure: Figure, fmt: str, handle: BinaryIO) -> None:
-    figure.savefig(handle, format=fmt, dpi=100)
-
-
 def plot_alpha_history(history: dict[str, Any], role: str, path_stem: str | Path) -> list[Path]:
     """Write ``<stem>.png`` and ``<stem>.svg`` (atomically) for tower ``role``."""
-    figure = alpha_figure(history, role)
-    stem = Path(path_stem)
-    written = []
-    for fmt in PLOT_FORMATS:
-        path = stem.with_name(f"{stem.name}.{fmt}")
-        atomic_write(path, functools.partial(_save, figure, fmt))
-        written.append(path)
-    return written
+    return write_figure(alpha_figure(history, role), path_stem)

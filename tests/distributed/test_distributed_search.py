@@ -37,8 +37,21 @@ TINY = [
 ]  # fmt: skip
 
 
+METHODS = {
+    "darts_1st": [],
+    "gdas": ["SOLVER.SEARCH.METHOD", "gdas"],  # sampled ops: DDP sees unused parameters
+    "one-level": ["SOLVER.SEARCH.ONE_LEVEL", "True"],  # alpha gradients reduced by DDP
+    "pcdarts": [
+        "SOLVER.SEARCH.METHOD", "pcdarts",
+        "MODEL.FAD.PARTIAL_CHANNELS", "2",
+        "MODEL.FAD.EDGE_NORMALIZATION", "True",
+    ],
+}  # fmt: skip
+
+
 @pytest.mark.slow
-def test_two_process_search_keeps_alphas_in_lockstep(tiny_shapes, tmp_path):
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_two_process_search_keeps_alphas_in_lockstep(tiny_shapes, tmp_path, method):
     out = tmp_path / "search"
     cmd = [
         sys.executable,
@@ -56,6 +69,7 @@ def test_two_process_search_keeps_alphas_in_lockstep(tiny_shapes, tmp_path):
         f"('{tiny_shapes['train']}',)",
         "OUTPUT_DIR",
         str(out),
+        *METHODS[method],
     ]
     done = subprocess.run(
         cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=600
@@ -68,7 +82,7 @@ def test_two_process_search_keeps_alphas_in_lockstep(tiny_shapes, tmp_path):
     moved = [
         k
         for k, v in final["model"].items()
-        if "alphas" in k and not torch.equal(v, start["model"][k])
+        if ("alphas" in k or "betas" in k) and not torch.equal(v, start["model"][k])
     ]
     assert moved, "the alphas did not move"
 

@@ -89,3 +89,27 @@ def test_missing_weight_file_is_an_error():
     cfg = load_config(None, ["MODEL.WEIGHT", "/no/such/r50.pth"])
     with pytest.raises(FadError, match="not found"):
         pretrained_mod.load_pretrained_backbone(build_resnet(18), cfg.MODEL.WEIGHT, (18, 1, 64))
+
+
+def test_p6_p7_run_in_float32_under_bf16_autocast_so_p7s_gradient_stays_finite():
+    """torch 2.14's CPU bf16 weight gradient of a stride-2 3x3 conv on a 1x1 map is sometimes NaN
+    with 2 threads (seen 3 times in 20); the block runs in float32, and never is."""
+    import torch
+
+    from fad.modeling.backbone import build_resnet_fpn
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.manual_seed(0)
+        backbone = build_resnet_fpn(18, out_channels=32, norm="BN", freeze_at=0)
+        p7 = backbone.fpn.extra_blocks.p7
+        for _ in range(20):
+            backbone.zero_grad()
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                levels = backbone(torch.rand(2, 3, 64, 64))  # P6 and P7: 1x1
+            assert levels["p7"].shape[-2:] == (1, 1) and levels["p7"].dtype == torch.float32
+            sum(level.float().sum() for level in levels.values()).backward()
+            assert torch.isfinite(p7.weight.grad).all()
+    finally:
+        torch.set_num_threads(threads)

@@ -63,3 +63,11 @@ def test_parameters_and_outputs_of_any_structure() -> None:
     assert count_parameters(pair) == 15
     params, flops = module_cost(pair, torch.randn(5, 4), backward=True)
     assert params == 15 and flops == 2 * (2 * 5 * 4 * 3) + 2 * (2 * 5 * 4 * 3)  # fwd + weight grads
+
+
+def test_call_counts_part_of_a_module_with_that_part_s_parameters() -> None:
+    pair = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))
+    x = torch.randn(5, 4)
+    params, flops = module_cost(pair[0], x, call=lambda v: pair[1](pair[0](v)))
+    assert params == 4 * 3 + 3
+    assert flops == module_cost(pair, x)[1] == 2 * 5 * (4 * 3 + 3 * 2)

@@ -7,18 +7,17 @@ import torch
 
 from fad.config import load_config
 from fad.modeling.build import build_detector
-from fad.modeling.deploy import (
-    CategoryDetector,
-    FixedSizeDetector,
-    class_wise_nms,
-    select_candidates,
-)
+from fad.modeling.candidates import class_wise_nms
+from fad.modeling.deploy import CategoryDetector, FixedSizeDetector
 from fad.search_space.genotype import load_genotypes
 
 SMALL = ["MODEL.RESNETS.BACKBONE_OUT_CHANNELS", "32", "MODEL.FAD.NUM_CHANNELS_BOX", "32"]
 SMALL += ["MODEL.FAD.NUM_CHANNELS_CLS", "32", "INPUT.MIN_SIZE_TEST", "64"]
 SMALL += ["INPUT.MAX_SIZE_TEST", "96", "MODEL.FCOS.INFERENCE_TH", "0.0"]
 IDS = [1, 3, 5, 7, 9]
+RETINANET = ["MODEL.FCOS_ON", "False", "MODEL.RETINANET_ON", "True"]
+RETINANET += ["MODEL.RETINANET.NUM_CLASSES", "6", "MODEL.RETINANET.INFERENCE_TH", "0.0"]
+RETINANET += ["MODEL.RETINANET.PRE_NMS_TOP_N", "50", "MODEL.RETINANET.NMS_TH", "0.9"]
 
 
 def _detector(shapes_config, genotype: str | None, *opts: str):
@@ -61,18 +60,22 @@ def test_no_candidate_gives_empty_outputs_of_the_right_shapes(shapes_config):
     assert class_wise_nms(boxes, scores, labels, 0.6).shape == (0,)
 
 
-def test_candidates_capped_per_level_are_the_eager_ones(shapes_config):
-    model = _detector(shapes_config, None, "MODEL.FCOS.INFERENCE_TH", "0.3")
-    model.topk_candidates = 7
-    torch.manual_seed(2)
-    logits, ctrness = torch.randn(40, 5), torch.randn(40, 1)
-    regression, anchors = torch.rand(40, 4), torch.rand(40, 4)
-    boxes, scores, labels = model._level_candidates(logits, ctrness, regression, anchors)
-    location, label, products = select_candidates(logits, ctrness, 5, 0.3, 7)
-    assert len(scores) == 7 < int((torch.sigmoid(logits) > 0.3).sum())
-    assert sorted(zip(scores.tolist(), labels.tolist())) == sorted(
-        zip(torch.sqrt(products).tolist(), (label + 1).tolist())
+@pytest.mark.parametrize("genotype", [None, "paper"])
+def test_a_retinanet_fixed_size_detector_equals_the_eager_detector(shapes_config, genotype):
+    """The fixed-size form is the detector's own selection: it serves RetinaNet's anchors too."""
+    model = _detector(shapes_config, genotype, *RETINANET)
+    fixed = FixedSizeDetector(model, IDS, (64, 96))
+    assert (
+        sum(fixed.level_counts)
+        == fixed.anchors.shape[0]
+        == 9 * sum(h * w for h, w in ((8, 12), (4, 6), (2, 3), (1, 2), (1, 1)))
     )
+    torch.manual_seed(1)
+    image = torch.rand(3, 64, 96)
+    (expected,) = CategoryDetector(model, list("abcde"), IDS)([image])
+    assert len(expected["boxes"]) == 100
+    with torch.no_grad():
+        _same_detections(expected, *fixed(image))
 
 
 def test_category_detector_maps_labels_and_stays_in_eval_mode(shapes_config):

@@ -8,8 +8,8 @@ import torch
 from fad.config import load_config
 from fad.errors import FadError
 from fad.modeling.build import build_detector
-from fad.modeling.locations import LocationGrid
-from fad.modeling.loss import iou_loss, match_locations
+from fad.modeling.fcos.locations import LocationGrid
+from fad.modeling.fcos.loss import iou_loss, match_locations
 
 STRIDES = (8, 16, 32, 64, 128)
 
@@ -47,6 +47,12 @@ def test_locations_sit_on_the_nominal_grid_for_any_input_size(shapes_config, hei
         assert centers[-1, 1] == 6 * 128 + 64
 
 
+def _level(model, logits, ctrness, regression, anchors):
+    """The detector's candidates of one level: boxes, scores, labels (1..K), best first."""
+    outputs = {"cls_logits": logits, "bbox_ctrness": ctrness, "bbox_regression": regression}
+    return model.level_detections(outputs, anchors)
+
+
 def test_candidates_are_filtered_on_class_probability_then_scored_by_the_geometric_mean(
     shapes_config,
 ):
@@ -59,10 +65,10 @@ def test_candidates_are_filtered_on_class_probability_then_scored_by_the_geometr
     ctr = torch.tensor([[0.9], [0.01], [0.5]])
     anchors = LocationGrid((8,)).anchors([(1, 3)])
     regression = torch.ones(3, 4)  # 1 stride on each side: disjoint 16 px boxes
-    boxes, scores, labels = model._level_candidates(logit(probs), logit(ctr), regression, anchors)
-    assert labels.tolist() == [1, 2]
-    assert torch.allclose(scores, torch.tensor([0.10 * 0.01, 0.60 * 0.5]).sqrt())
-    assert torch.equal(boxes[0], torch.tensor([4.0, -4.0, 20.0, 12.0]))  # x = 12, y = 4, +-8 px
+    boxes, scores, labels = _level(model, logit(probs), logit(ctr), regression, anchors)
+    assert labels.tolist() == [2, 1]  # best first
+    assert torch.allclose(scores, torch.tensor([0.60 * 0.5, 0.10 * 0.01]).sqrt())
+    assert torch.equal(boxes[1], torch.tensor([4.0, -4.0, 20.0, 12.0]))  # x = 12, y = 4, +-8 px
 
 
 def test_candidates_are_capped_per_level_by_the_product(shapes_config):
@@ -70,9 +76,7 @@ def test_candidates_are_capped_per_level_by_the_product(shapes_config):
     probs = torch.tensor([[0.9], [0.8], [0.7], [0.6]])
     ctr = torch.tensor([[0.1], [0.9], [0.9], [0.9]])
     anchors = LocationGrid((8,)).anchors([(1, 4)])
-    _, scores, _ = model._level_candidates(
-        torch.logit(probs), torch.logit(ctr), torch.ones(4, 4), anchors
-    )
+    _, scores, _ = _level(model, torch.logit(probs), torch.logit(ctr), torch.ones(4, 4), anchors)
     assert torch.allclose(scores, torch.tensor([0.72, 0.63]).sqrt())
 
 
@@ -84,7 +88,7 @@ def test_extra_class_logits_of_num_classes_are_never_reported(shapes_config):
     probs[1, 1] = 0.5
     anchors = LocationGrid((8,)).anchors([(1, 2)])
     ctr = torch.zeros(2, 1)
-    _, _, labels = model._level_candidates(torch.logit(probs), ctr, torch.ones(2, 4), anchors)
+    _, _, labels = _level(model, torch.logit(probs), ctr, torch.ones(2, 4), anchors)
     assert labels.tolist() == [2]
 
 

@@ -1,6 +1,6 @@
 import torch
 
-from fad.modeling.loss import encode_ltrb, fcos_losses, match_locations
+from fad.modeling.fcos.loss import encode_ltrb, fcos_losses, match_locations
 
 
 def _anchors(sizes=((4, 4, 8), (2, 2, 16))):

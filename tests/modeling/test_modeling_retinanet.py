@@ -13,9 +13,9 @@ from torchvision.ops import box_iou, sigmoid_focal_loss
 
 from fad.config import load_config
 from fad.errors import FadError
-from fad.modeling.anchors import AnchorGrid, cell_anchors, octave_sizes
 from fad.modeling.build import build_detector
-from fad.modeling.retinanet import RetinaNetTowerHead
+from fad.modeling.retinanet.anchors import AnchorGrid, cell_anchors, octave_sizes
+from fad.modeling.retinanet.head import RetinaNetTowerHead
 from fad.search_space.genotype import PRESETS
 from fad.search_space.towers import (
     CellTowerSpec,

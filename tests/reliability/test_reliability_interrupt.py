@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import fad.modeling.fcos as fcos_module
+import fad.modeling.fcos.detector as fcos_module
 from fad.config import load_config
 from fad.engine.loop import LoopHooks, run_loop
 from fad.engine.train import run_training as train

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -83,3 +84,36 @@ def test_malformed_test_json_in_fad_eval(
     err = capsys.readouterr().err
     assert code == 2
     assert err == f"fad eval: error: {path}: {CASES[3][1]}\n"
+
+
+@pytest.mark.parametrize(
+    ("spoil", "message"),
+    [
+        (lambda data: "[" * 100_000 + "]" * 100_000, "invalid json: nested too deeply"),
+        (lambda data: '{"images": ' + "9" * 100_000 + "}", "invalid json: Exceeds the limit"),
+        (
+            lambda data: data["images"][0].update(width=10**400),
+            "images[0] (id 1): 'width' must be an integer below 2**63",
+        ),
+        (
+            lambda data: data["annotations"][0].update(bbox=[0, 0, 10**400, 5]),
+            "annotations[0] (id 1): 'bbox' must be 4 numbers",
+        ),
+        (lambda data: "pipe", "not a regular file"),
+    ],
+    ids=["nested_100000_deep", "100000_digits", "width_10e400", "bbox_10e400", "named_pipe"],
+)
+def test_deep_huge_or_special_json_is_a_one_line_error_in_data_check(
+    spoil, message, shapes_copy, capsys
+):
+    path = shapes_copy["train_json"]
+    data = json.loads(path.read_text())
+    text = spoil(data)
+    if text == "pipe":
+        path.unlink()
+        os.mkfifo(path)
+    else:
+        path.write_text(text if isinstance(text, str) else json.dumps(data))
+    assert main(["data", "check", shapes_copy["train"]]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(path) in err and message in err, err

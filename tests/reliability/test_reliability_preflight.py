@@ -12,7 +12,7 @@ from fad.errors import FadError
 from fad.search_space.genotype import parse_genotype, read_genotype_file
 
 TRAIN_FAULTS = [
-    (["DATASETS.TRAIN", "('',)"], "unknown dataset ''"),
+    (["DATASETS.TRAIN", "('',)"], "DATASETS.TRAIN must hold dataset names"),
     (["DATASETS.TRAIN", "('coco_2017_trian',)"], "Did you mean 'coco_2017_train'?"),
     (["DATASETS.TRAIN", "()"], "DATASETS.TRAIN is empty"),
     (["DATASETS.TRAIN", "('/no/such/dir@/no/such.json',)"], "missing /no/such/dir"),
@@ -77,7 +77,7 @@ EVAL_FAULTS = [
     (["MODEL.WEIGHT", ""], "MODEL.WEIGHT is empty"),
     (["TEST.DETECTIONS_PER_IMG", "0"], "TEST.DETECTIONS_PER_IMG must be >= 1"),
     (["SEED", "-1"], "SEED must be in [0, 2147483647]"),
-    (["DATASETS.TEST", "('',)"], "unknown dataset ''"),
+    (["DATASETS.TEST", "('',)"], "DATASETS.TEST must hold dataset names"),
 ]
 
 
@@ -162,3 +162,22 @@ def test_a_deeply_nested_yaml_config_is_a_one_line_error(tmp_path):
     bad.write_text("SOLVER:\n  STEPS: " + "[" * 1000 + "]" * 1000 + "\n")
     with pytest.raises(FadError, match=f"{bad}: invalid YAML: nested too deeply"):
         load_config(bad)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--seeds=-1"], ["--seeds", "0,99999999999"], ["--seed", "-3"], ["SOLVER.GAMMA", "-1"]],
+    ids=["negative_seeds", "huge_seed", "negative_seed", "bad_override"],
+)
+def test_demo_checks_its_seeds_and_overrides_before_stage_0(
+    argv, tmp_path, capsys, monkeypatch, no_heavy_work
+):
+    monkeypatch.setattr(
+        "fad.demo.run_training", lambda *a, **k: pytest.fail("stage 0 started before the checks")
+    )
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fad demo: error: ") and err.count("\n") == 1
+    assert "SEED must be in [0, " in err or "SOLVER.GAMMA must be > 0" in err
+    assert not out.exists()

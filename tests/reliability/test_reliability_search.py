@@ -11,7 +11,7 @@ import pytest
 from scratch_search import SCRATCH_SEARCH
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-import fad.modeling.fcos as fcos_module
+import fad.modeling.fcos.detector as fcos_module
 from fad.config import load_config
 from fad.engine.step import NonFiniteLossError
 from fad.errors import FadError

@@ -118,3 +118,19 @@ def test_atomic_writer_turns_a_failed_temp_file_into_one_line_error(tmp_path, re
     blocker.write_text("x")
     with pytest.raises(FadError, match=f"could not write {blocker / 'sub' / 'x.txt'}: "):
         atomic_write_text(blocker / "sub" / "x.txt", "data")
+
+
+def test_export_into_a_read_only_folder_is_refused_before_any_work(
+    tiny_weights, tmp_path, capsys, read_only, monkeypatch
+):
+    monkeypatch.setattr(
+        "fad.engine.export.TrainedModel.read",
+        lambda *a, **k: pytest.fail("the weights were read before --out was checked"),
+    )
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    read_only(folder)
+    out = folder / "model.pt"
+    assert main(["export", str(tiny_weights), "--format", "torchscript", "--out", str(out)]) == 2
+    assert f"the folder of --out {folder}" in _one_line(capsys, "export")
+    assert list(folder.iterdir()) == []

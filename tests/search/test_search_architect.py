@@ -12,7 +12,9 @@ from torch import nn
 from torch.func import functional_call
 
 from fad.engine.step import NonFiniteLossError, check_finite
-from fad.search.architect import Architect
+from fad.search.architect import Architect, detection_loss
+from fad.search.methods import MethodOptions
+from fad.search.methods.darts import DartsFirstOrder, DartsSecondOrder
 from fad.search.step import make_search_step
 from fad.search_space.towers import CellTowerSpec, TowerSpec, alphas, build_towers
 from fad.solver import build_sgd
@@ -234,7 +236,9 @@ def _detector_setup(
     clip_grad: float = 20.0,
     warmup_iters: int = 0,
     dtype: torch.dtype = torch.float64,
-    **architect_options,
+    first_order: bool = True,
+    precision=None,
+    loss_fn=detection_loss,
 ):
     torch.manual_seed(0)
     model = TinyDetector().to(dtype).train()
@@ -244,11 +248,13 @@ def _detector_setup(
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: 1.0)
     alpha_optimizer = torch.optim.Adam(alphas(model), lr=0.01)
-    architect = Architect(model, alpha_optimizer, optimizer, **architect_options)
+    method_cls = DartsFirstOrder if first_order else DartsSecondOrder
+    options = MethodOptions(loss_fn=loss_fn)
+    method = method_cls(model, alpha_optimizer, optimizer, options, precision)
     calls = []
     step = make_search_step(
         model,
-        architect,
+        method,
         optimizer,
         scheduler,
         torch.device("cpu"),

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from fad.errors import FadError
-from fad.search.history import AlphaHistory, edge_labels, mean_entropy
+from fad.search.convergence import entropy
+from fad.search.history import AlphaHistory, edge_labels
 from fad.search_space.genotype import parse_genotype
 from fad.search_space.ops import space_ops
 from fad.search_space.towers import CellTowerSpec, TowerSpec, alphas, build_towers
@@ -35,8 +36,8 @@ def test_edge_labels_follow_the_alpha_rows():
 
 
 def test_mean_entropy_is_log_n_when_uniform_and_zero_when_decided():
-    assert mean_entropy([[0.25] * 4, [0.25] * 4]) == pytest.approx(torch.log(torch.tensor(4.0)))
-    assert mean_entropy([[1.0, 0.0, 0.0]]) == 0.0
+    assert entropy([0.25] * 4) == pytest.approx(torch.log(torch.tensor(4.0)))
+    assert entropy([1.0, 0.0, 0.0]) == 0.0
 
 
 def test_snapshots_hold_softmaxed_alphas_and_genotypes():
@@ -92,7 +93,8 @@ def test_alphas_log_shows_checkpoint_snapshots_only(tmp_path):
     history.write_log(tmp_path / "alphas.log")
     text = (tmp_path / "alphas.log").read_text()
     assert "== iteration 0 ==" in text and "iteration 20" not in text
-    assert "box genotype: Genotype(" in text and "cls tower (mean entropy" in text
+    assert "box genotype: Genotype(" in text and "cls entropy 2.398/2.398 nats" in text
+    assert "NEAR UNIFORM" in text and "  kept: node 0 <- " in text
     assert "node 2 <- node 1" in text
 
 

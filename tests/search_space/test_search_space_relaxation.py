@@ -94,3 +94,25 @@ def test_a_sampling_tower_draws_once_for_all_levels_and_edge_normalisation_adds_
     tower.relaxation = lambda a, b: calls.append(1) or real(a, b)
     outs = tower.forward_levels([torch.randn(1, W, 8, 8), torch.randn(1, W, 4, 4)])
     assert len(calls) == 1 and [o.shape[-1] for o in outs] == [8, 4]
+
+
+def test_a_search_without_none_and_decouple_convs_starting_as_the_identity():
+    spec = TowerSpec(
+        mode="search",
+        channels=W,
+        box=CellTowerSpec(num_cells=1, num_nodes=2, edge_channels=C),
+        cls=CellTowerSpec(num_cells=1, num_nodes=2, edge_channels=C),
+        search_none=False,
+        decouple_init="identity",
+    )
+    tower = build_tower(spec, "box")
+    assert "none" not in tower.op_names and tower.alphas[0].shape == (2, len(OPS) - 1)
+    tower.genotype()  # derived without a 'none' column
+    stack = tower.cells[0].nodes[0][0].mixed.stacks[0]
+    decoupled = [conv for conv in stack.decouple if isinstance(conv, torch.nn.Conv2d)]
+    assert decoupled and all(torch.equal(c.weight[:, :, 0, 0], torch.eye(C)) for c in decoupled)
+    x = torch.rand(1, C, 5, 5)
+    with torch.no_grad():  # a decoupled op's result is the op's own output
+        torch.testing.assert_close(stack(x)[0], stack.shared_results(x)[0])
+    with pytest.raises(FadError, match="unknown decouple init"):
+        TowerSpec(mode="search", decouple_init="zeros")

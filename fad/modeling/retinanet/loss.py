@@ -21,8 +21,9 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 from torchvision.models.detection._utils import BoxCoder, Matcher
-from torchvision.ops import box_iou, sigmoid_focal_loss
+from torchvision.ops import box_iou
 
+from fad.modeling.loss import FOCAL, FocalLoss, class_targets, matched_boxes
 from fad.runtime.precision import in_float32
 
 BOX_CODER_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # the original RetinaNet's BoxCoder
@@ -43,8 +44,7 @@ def retinanet_losses(
     matched_idxs: list[Tensor],
     box_coder: BoxCoder,
     *,
-    focal_alpha: float = 0.25,
-    focal_gamma: float = 2.0,
+    focal: FocalLoss = FOCAL,
     bbox_reg_beta: float = 0.11,
     bbox_reg_weight: float = 4.0,
 ) -> dict[str, Tensor]:
@@ -54,22 +54,15 @@ def retinanet_losses(
     regression = head_outputs["bbox_regression"]  # [N, HWA, 4]
     matched = torch.stack(matched_idxs)  # [N, HWA]
     positive = matched >= 0
-    gt_classes = torch.zeros_like(cls_logits)
-    reg_targets = []
-    for i, (target, image_anchors) in enumerate(zip(targets, anchors)):
-        index = matched[i, positive[i]]
-        gt_classes[i, positive[i], target["labels"][index] - 1] = 1.0
-        boxes = target["boxes"][index].to(regression.dtype)
-        reg_targets.append(box_coder.encode_single(boxes, image_anchors[positive[i]]))
+    gt_classes = class_targets(cls_logits, targets, matched_idxs)
+    boxes = matched_boxes(targets, matched_idxs, regression.dtype)
+    reg_targets = [
+        box_coder.encode_single(image_boxes, image_anchors[image_positive])
+        for image_boxes, image_anchors, image_positive in zip(boxes, anchors, positive)
+    ]
     num_pos = int(positive.sum())
     considered = matched != Matcher.BETWEEN_THRESHOLDS
-    loss_cls = sigmoid_focal_loss(
-        cls_logits[considered],
-        gt_classes[considered],
-        alpha=focal_alpha,
-        gamma=focal_gamma,
-        reduction="sum",
-    ) / (num_pos + len(targets))
+    loss_cls = focal(cls_logits[considered], gt_classes[considered]) / (num_pos + len(targets))
     if num_pos:
         loss_reg = F.smooth_l1_loss(
             regression[positive], torch.cat(reg_targets), beta=bbox_reg_beta, reduction="sum"

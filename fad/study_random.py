@@ -1,0 +1,155 @@
+"""The control every NAS reviewer asks for: random members of the searched space, trained exactly
+as the searched head, and where the searched head ranks among them (Yang et al., ICLR 2020).
+
+`run_random_control` draws `num` genotypes uniformly from the space of the search config
+(`fad.search_space.random_genotype`, seeded), trains each with the FAD head config, budget,
+backbone and seed the searched head was trained with, into ``OUT/random_<i>`` (a finished one is
+read back, so a killed study goes on where it stopped), and the paper's genotype once as a fixed
+reference (``OUT/paper``). `compare` puts the searched heads beside them: AP of each, mean ± std
+of the random ones, the searched heads' improvement over the random mean (in APs and in standard
+deviations of the random ones), their rank, and the standard head.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fad.config import load_config
+from fad.demo import head_cost, read_json
+from fad.engine.train import run_training
+from fad.engine.trained import TrainedModel
+from fad.runtime.atomic import atomic_write_text
+from fad.search_space.genotype import PRESETS, ROLES, Genotype, write_genotype_file
+from fad.search_space.ops import space_ops
+from fad.search_space.random_genotype import sample_genotype
+from fad.viz.study_plot import plot_study
+
+log = logging.getLogger("fad")
+RESULT_JSON = "result.json"
+SAMPLER_SEED = 20200823  # the draws are the same for every study (ECCV 2020's first day)
+PAPER = "paper genotype"
+
+
+def draw_genotypes(
+    num: int, num_nodes: dict[str, int], space: str, seed: int = SAMPLER_SEED
+) -> list[tuple[Genotype, Genotype]]:
+    """`num` (box, cls) pairs drawn uniformly from the space (`num_nodes` per role), each tower
+    independently."""
+    generator = torch.Generator().manual_seed(seed)
+    ops = space_ops(space)
+    return [
+        tuple(sample_genotype(num_nodes[role], ops, generator) for role in ROLES)
+        for _ in range(num)
+    ]
+
+
+def fad_space(cfg: Any) -> tuple[dict[str, int], str]:
+    """The nodes per tower and the op space of a FAD config (MODEL.FAD.*)."""
+    fad = cfg.MODEL.FAD
+    return {"box": fad.NUM_NODES_BOX, "cls": fad.NUM_NODES_CLS}, fad.SPACE
+
+
+def train_genotype(
+    folder: Path,
+    genotypes: tuple[Genotype, Genotype],
+    config: Callable[[Path], Any],
+    size: tuple[int, int],
+) -> dict[str, Any]:
+    """Train one FAD head of `genotypes` into `folder` (or read its finished result)."""
+    done = read_json(folder / RESULT_JSON)
+    if done is not None:
+        return done
+    folder.mkdir(parents=True, exist_ok=True)
+    box, cls = genotypes
+    write_genotype_file(folder / "genotype.log", box, cls)
+    cfg = config(folder / "run")
+    result = run_training(cfg, genotypes=dict(zip(ROLES, genotypes, strict=True)))
+    coco = next(iter(result["eval"].values()))["coco"]
+    model = TrainedModel.read(folder / "run" / "model_final.pth").build()
+    record = {
+        "genotypes": {"box": str(box), "cls": str(cls)},
+        **{k: coco[k] for k in ("AP", "AP50", "AP75")},
+        **head_cost(model, size),
+        "train_seconds": result["train"]["seconds"],
+    }
+    atomic_write_text(folder / RESULT_JSON, json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def run_random_control(
+    out: Path,
+    config: Callable[[Path], Any],
+    *,
+    num: int,
+    size: tuple[int, int],
+) -> dict[str, Any]:
+    """Train `num` random genotypes and the paper's (see the module doc); their records.
+    `config(folder)` is the FAD head's training config writing into `folder`."""
+    num_nodes, space = fad_space(config(out))
+    records = {}
+    for i, pair in enumerate(draw_genotypes(num, num_nodes, space)):
+        log.info("random control: genotype %d of %d -> %s", i + 1, num, out / f"random_{i}")
+        records[f"random_{i}"] = train_genotype(out / f"random_{i}", pair, config, size)
+    log.info("random control: the paper's genotype -> %s", out / "paper")
+    records[PAPER] = train_genotype(out / "paper", PRESETS["paper"], config, size)
+    return records
+
+
+def compare(
+    random: dict[str, dict[str, Any]], searched: Sequence[float], standard: Sequence[float]
+) -> dict[str, Any]:
+    """The searched heads' APs (one per seed) against the random genotypes' and the standard
+    head's: mean ± std, improvement over the random mean, in stds, and rank among random."""
+    random_ap = [r["AP"] for name, r in random.items() if name != PAPER]
+    mean = statistics.fmean(random_ap)
+    std = statistics.stdev(random_ap) if len(random_ap) > 1 else 0.0
+    searched_mean = statistics.fmean(searched)
+    return {
+        "random_ap": random_ap,
+        "random_mean": mean,
+        "random_std": std,
+        "searched_ap": list(searched),
+        "searched_mean": searched_mean,
+        "standard_ap": list(standard),
+        "paper_ap": random[PAPER]["AP"] if PAPER in random else None,
+        "improvement": searched_mean - mean,
+        "improvement_in_std": (searched_mean - mean) / std if std > 0 else None,
+        "ranks": [1 + sum(r > ap for r in random_ap) for ap in searched],
+        "beats_random_by_one_std": std > 0 and searched_mean - mean > std,
+    }
+
+
+def run_study(
+    config_file: str,
+    opts: Sequence[str],
+    out: Path,
+    num: int,
+    searched: dict[str, Genotype] | None,
+) -> dict[str, Any]:
+    """`fad study random`: `num` random genotypes, the paper's and (if given) the searched one,
+    each trained with `config_file` + `opts` into `out`; the comparison, written as
+    ``random_study.json`` with its picture, and returned."""
+
+    def config(folder: Path):
+        return load_config(config_file, [*opts, "OUTPUT_DIR", str(folder)])
+
+    cfg = config(out)
+    size = (cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
+    records = run_random_control(out, config, num=num, size=size)
+    found = []
+    if searched is not None:
+        pair = (searched["box"], searched["cls"])
+        records["searched"] = train_genotype(out / "searched", pair, config, size)
+        found = [records["searched"]["AP"]]
+    comparison = compare({k: v for k, v in records.items() if k != "searched"}, found, [])
+    study = {"comparison": comparison, "records": records, "training_seed": cfg.SEED}
+    atomic_write_text(out / "random_study.json", json.dumps(study, indent=1) + "\n")
+    plot_study(comparison, out / "random_control", f"AP of {num} random genotypes")
+    return study

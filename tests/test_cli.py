@@ -1,0 +1,45 @@
+"""The command table: every listed subcommand has its module and registers its parser."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from fad.cli import COMMANDS, build_parser
+
+
+def test_every_listed_command_is_registered() -> None:
+    parser = build_parser()
+    (sub,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == set(COMMANDS)
+
+
+def test_a_missing_command_module_is_an_error_not_a_silent_skip(monkeypatch) -> None:
+    monkeypatch.setattr("fad.cli.COMMANDS", (*COMMANDS, "no_such_command"))
+    with pytest.raises(ModuleNotFoundError, match="fad.commands.no_such_command"):
+        build_parser()
+
+
+@pytest.mark.parametrize(
+    ("text", "bounds", "message"),
+    [
+        ("100", (), "--size '100': expected HxW"),
+        ("96by128", (32, 4096), "expected HxW"),
+        ("0x5", (), "--size '0x5': each side must be >= 1"),
+        ("8x128", (32, 4096), "--size '8x128': each side must be in [32, 4096]"),
+    ],
+)
+def test_parse_size_names_the_value(text, bounds, message) -> None:
+    from fad.commands.common import parse_size
+    from fad.errors import FadError
+
+    with pytest.raises(FadError, match=message.replace("[", r"\[")):
+        parse_size(text, *bounds)
+
+
+def test_parse_size_reads_height_then_width() -> None:
+    from fad.commands.common import parse_size
+
+    assert parse_size("100X152") == (100, 152)
+    assert parse_size("800x1333", 32, 4096) == (800, 1333)

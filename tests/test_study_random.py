@@ -1,0 +1,72 @@
+"""The random control: the comparison's figures on known APs, and `fad study random` end to end
+on a tiny set (real trainings of random genotypes, the paper's and a searched one)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fad.cli import main
+from fad.demo_seeds import random_control_lines
+from fad.search_space.genotype import parse_genotype
+from fad.study_random import PAPER, compare, draw_genotypes
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def _records(aps: list[float], paper: float) -> dict:
+    records = {
+        f"random_{i}": {"AP": ap, "AP50": ap, "head_gflops": 0.1} for i, ap in enumerate(aps)
+    }
+    records[PAPER] = {"AP": paper, "AP50": paper, "head_gflops": 0.1}
+    return records
+
+
+def test_compare_ranks_the_searched_heads_among_the_random_ones():
+    c = compare(_records([0.60, 0.62, 0.64], paper=0.9), searched=[0.66, 0.61], standard=[0.5])
+    assert c["random_mean"] == pytest.approx(0.62) and c["random_std"] == pytest.approx(0.02)
+    assert c["searched_mean"] == pytest.approx(0.635) and c["ranks"] == [1, 3]
+    assert c["improvement"] == pytest.approx(0.015)
+    assert c["improvement_in_std"] == pytest.approx(0.75)
+    assert not c["beats_random_by_one_std"] and c["paper_ap"] == 0.9  # the paper's: no random
+    assert compare(_records([0.6, 0.62], 0.9), [0.7], [])["beats_random_by_one_std"]
+    text = "\n".join(random_control_lines({"comparison": c, "records": {}, "training_seed": 0}))
+    assert "does not beat the random mean by more than one standard deviation: +0.015 AP" in text
+
+
+def test_draws_are_fixed_and_follow_the_configured_nodes():
+    first = draw_genotypes(3, {"box": 2, "cls": 3}, "released")
+    assert [str(g) for pair in first for g in pair] == [
+        str(g) for pair in draw_genotypes(3, {"box": 2, "cls": 3}, "released") for g in pair
+    ]
+    assert all(box.num_nodes == 2 and cls.num_nodes == 3 for box, cls in first)
+
+
+@pytest.mark.slow
+def test_fad_study_random_trains_and_ranks_end_to_end(tiny_opts, shapes_config, tmp_path):
+    out = tmp_path / "study"
+    config = shapes_config.parent / "fad_imprv_R_18_FPN.yaml"
+    opts = [
+        *tiny_opts,
+        "MODEL.WEIGHT", "",
+        "MODEL.BACKBONE.FREEZE_FPN", "False",
+        "MODEL.FAD.NUM_CELLS_BOX", "1",
+        "MODEL.FAD.NUM_CELLS_CLS", "1",
+        "SOLVER.MAX_ITER", "2",
+        "MODEL.FCOS.INFERENCE_TH", "0.0",
+    ]  # fmt: skip
+    args = ["study", "random", "--config-file", str(config), "--num", "2", "--out", str(out)]
+    assert main([*args, "--genotype", "alt", *opts]) == 0
+    study = json.loads((out / "random_study.json").read_text())
+    assert set(study["records"]) == {"random_0", "random_1", PAPER, "searched"}
+    assert len(study["comparison"]["random_ap"]) == 2
+    for name in ("random_0", "random_1"):
+        genotypes = study["records"][name]["genotypes"]
+        assert parse_genotype(genotypes["box"]).num_nodes == 3
+        assert (out / name / "run" / "model_final.pth").is_file()
+    assert (out / "random_control.png").stat().st_size > 0
+    # a second run reads the finished trainings back instead of training them again
+    before = (out / "random_0" / "result.json").stat().st_mtime_ns
+    assert main([*args, "--genotype", "alt", *opts]) == 0
+    assert (out / "random_0" / "result.json").stat().st_mtime_ns == before
