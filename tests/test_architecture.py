@@ -74,7 +74,7 @@ def test_the_rules_see_a_violation(tmp_path):
 MAX_FUNCTION_LINES = 80
 EXEMPT = {"fad/config/defaults.py"}  # the config defaults: one table, not logic
 # Longer today, in files their owners are reworking; shorten them, then drop them from this list.
-KNOWN_LONG = {"fad/config/validate.py::validate_config", "fad/search/searcher.py::run_search"}
+KNOWN_LONG = {"fad/search/searcher.py::run_search"}
 
 
 def _function_lengths() -> dict[str, int]:

@@ -21,8 +21,9 @@ from fad.search_space.relaxation import NodeWeights
 from fad.search_space.repshare import build_mixed_op
 
 
-def preprocess(in_channels: int, node_channels: int) -> nn.Module:
-    """Map a cell input to the node width: identity when it already has W channels."""
+def build_preprocess(in_channels: int, node_channels: int) -> nn.Module:
+    """A cell input's preprocess (the cells' ``preprocess[i]``): its map to the node width,
+    identity when it already has W channels."""
     if in_channels == node_channels:
         return nn.Identity()
     return ConvUnit(nn.Conv2d(in_channels, node_channels, 1), node_channels)
@@ -35,7 +36,7 @@ def _pointwise(in_channels: int, out_channels: int, bias: bool) -> nn.Module:
     return nn.Conv2d(in_channels, out_channels, 1, bias=bias)
 
 
-def fixed_edge(op_name: str, node_channels: int, edge_channels: int) -> nn.Sequential:
+def build_fixed_edge(op_name: str, node_channels: int, edge_channels: int) -> nn.Sequential:
     """A fixed edge: [N, W, H, W'] -> 1x1 (bias) -> op on C channels -> 1x1 (bias) -> same."""
     return nn.Sequential(
         _pointwise(node_channels, edge_channels, bias=True),
@@ -97,7 +98,7 @@ class SearchCell(nn.Module):
         partial: int = 1,
     ) -> None:
         super().__init__()
-        self.preprocess = nn.ModuleList(preprocess(c, node_channels) for c in in_channels)
+        self.preprocess = nn.ModuleList(build_preprocess(c, node_channels) for c in in_channels)
         self.nodes = nn.ModuleList(
             nn.ModuleList(
                 SearchEdge(op_names, node_channels, edge_channels, repshare, partial)
@@ -138,9 +139,9 @@ class FixedCell(nn.Module):
         super().__init__()
         validate_genotype(genotype)
         self.genotype = genotype
-        self.preprocess = nn.ModuleList(preprocess(c, node_channels) for c in in_channels)
+        self.preprocess = nn.ModuleList(build_preprocess(c, node_channels) for c in in_channels)
         self.nodes = nn.ModuleList(
-            nn.ModuleList(fixed_edge(op, node_channels, edge_channels) for op, _ in node)
+            nn.ModuleList(build_fixed_edge(op, node_channels, edge_channels) for op, _ in node)
             for node in genotype.normal
         )
         self.inputs = [[index for _, index in node] for node in genotype.normal]

@@ -2,8 +2,15 @@
 
 - ``plain``: the towers' own modules, one FPN level at a time (the reference);
 - ``fused``: every level in one canvas and a search cell's edges batched
-  (`fad.search_space.fused`); towers it does not cover (search towers of naive mixed ops) keep
-  the plain loop.
+  (`fad.search_space.fused`). It covers standard towers (FCOS's GroupNorm chain, RetinaNet's
+  conv + ReLU chain), genotype towers and RepShare search towers under every relaxation the
+  search methods set: DARTS's softmax op weights, GDAS's sampled op per edge (only the active
+  ops computed, as the modules), PC-DARTS's partial channels and edge weights, without 'none'
+  (MODEL.FAD.SEARCH_NONE False) and with either decouple init. Search towers of naive mixed ops
+  (MODEL.FAD.REPSHARE False) keep the plain loop.
+
+The CPU kernels that came before (1x1 as matmuls, channels-last depthwise, recomputation) are
+gone: the fused path was faster than them on the demo's heads (docs/performance.md).
 
 A path changes no parameter and no state-dict name: checkpoints are the same under both.
 """

@@ -48,9 +48,9 @@ def _search(tower: Tower, feature: Flow, box: Flow | None, canvas: Canvas) -> Fl
     return conv(tower.reduce, out, canvas)
 
 
-def _gap(tower: nn.Module) -> int:
-    """The widest reach of the tower's convs beyond a pixel: the borders the canvas needs."""
-    convs = [m for m in tower.modules() if isinstance(m, nn.Conv2d)]
+def reach(module: nn.Module) -> int:
+    """The widest reach of the module's convs beyond a pixel: the borders its canvas needs."""
+    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
     return max([1, *(m.dilation[0] * (m.kernel_size[0] // 2) for m in convs)])
 
 
@@ -58,7 +58,7 @@ class FusedPath:
     """The fused execution of one tower (built for it: `FusedPath.applies_to` says which)."""
 
     def __init__(self, tower: Tower) -> None:
-        self.gap = _gap(tower)
+        self.gap = reach(tower)
         self.executor = _executor(tower)
 
     @staticmethod
