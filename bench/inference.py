@@ -5,8 +5,9 @@ depend on them), run in eval mode on one image, interleaved (warmup, then median
 Reports the whole-detector latency ratio (target <= 1.1x) and the head-only ratio, at 800x1333
 and at a small input, as a markdown table. With ``--compile`` both heads go through
 ``torch.compile`` first (the compilation is not timed): on a CPU it fuses the FAD cells' many small
-GroupNorm/ReLU/add steps, which eager mode runs one kernel at a time. The last column times the
-FAD head with its cells run as plain modules (``kernels.disabled()``), against the CPU kernels.
+GroupNorm/ReLU/add steps, which eager mode runs one kernel at a time. Both detectors run on the
+fused compute path (``MODEL.COMPUTE_PATH`` fused); the last column times the FAD head on the plain
+path (its modules level by level). ``bench/head_latency.py`` does the same from config files.
 
     python bench/inference.py [--sizes 800x1333 320x512] [--repeats 5] [--genotype paper] [--compile]
 """
@@ -14,7 +15,6 @@ FAD head with its cells run as plain modules (``kernels.disabled()``), against t
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import time
 
@@ -22,11 +22,11 @@ import torch
 
 from fad.config import load_config
 from fad.modeling.build import build_detector
-from fad.search_space import kernels
 from fad.search_space.genotype import load_genotypes
+from fad.search_space.paths import use_compute_path
 
 
-def build(args: argparse.Namespace, fad: bool) -> torch.nn.Module:
+def build(args: argparse.Namespace, fad: bool, path: str = "fused") -> torch.nn.Module:
     opts = [
         "MODEL.BACKBONE.CONV_BODY",
         args.conv_body,
@@ -42,6 +42,7 @@ def build(args: argparse.Namespace, fad: bool) -> torch.nn.Module:
     cfg = load_config(None, opts)
     genotypes = load_genotypes(args.genotype) if fad else None
     model = build_detector(cfg, 80, genotypes, load_weights=False).to(args.device).eval()
+    use_compute_path(model, path)
     if args.compile:
         model.head = torch.compile(model.head, dynamic=False)
     return model
@@ -69,7 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile", action="store_true", help="torch.compile both heads first")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
-    models = {"standard": build(args, False), "FAD": build(args, True)}
+    models = {
+        "standard": build(args, False),
+        "FAD": build(args, True),
+        "FAD plain": build(args, True, "plain"),
+    }
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
     print(
         f"{args.conv_body}, genotype {args.genotype}, C={args.channels}, on {device_name} "
@@ -78,10 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         "| input | standard (ms) | FAD (ms) | FAD / standard | standard head (ms) | FAD head (ms) "
-        "| head ratio | FAD head, cells as modules (ms) |"
+        "| head ratio | FAD head, plain path (ms) |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    variants = [("standard", False), ("FAD", False), ("FAD", True)]  # (model, cells as modules)
+    variants = list(models)
     for size in args.sizes:
         h, w = (int(v) for v in size.split("x"))
         image = [torch.rand(3, h, w, device=args.device)]
@@ -96,17 +101,15 @@ def main(argv: list[str] | None = None) -> int:
             head = {v: [] for v in variants}
             for i in range(args.warmup + args.repeats):
                 for variant in variants:
-                    name, as_modules = variant
-                    model = models[name]
-                    with kernels.disabled() if as_modules else contextlib.nullcontext():
-                        t_total = timed(lambda m=model, x=image: m(x), args.device)
-                        t_head = timed(lambda m=model, f=features[name]: m.head(f), args.device)
+                    model = models[variant]
+                    t_total = timed(lambda m=model, x=image: m(x), args.device)
+                    t_head = timed(lambda m=model, f=features[variant]: m.head(f), args.device)
                     if i >= args.warmup:
                         total[variant].append(t_total)
                         head[variant].append(t_head)
-        t = {k[0]: statistics.median(v) * 1e3 for k, v in total.items() if not k[1]}
-        hd = {k[0]: statistics.median(v) * 1e3 for k, v in head.items() if not k[1]}
-        modules_head = statistics.median(head["FAD", True]) * 1e3
+        t = {k: statistics.median(v) * 1e3 for k, v in total.items()}
+        hd = {k: statistics.median(v) * 1e3 for k, v in head.items()}
+        modules_head = hd["FAD plain"]
         print(
             f"| {h}x{w} | {t['standard']:.0f} | {t['FAD']:.0f} | {t['FAD'] / t['standard']:.2f}x | "
             f"{hd['standard']:.0f} | {hd['FAD']:.0f} | {hd['FAD'] / hd['standard']:.2f}x | "

@@ -6,8 +6,10 @@ on another) with RepShare and with the naive mixed ops (MODEL.FAD.REPSHARE False
 iteration of the standard FCOS head (``fad.engine.weight_step``: batch preparation, ``WeightStep``); for reference also
 a training iteration of the RepShare supernet alone (what the alpha step adds). Batches are synthetic
 (random images, 1-4 random boxes each). Interleaved repeats after warmup; medians and ratios are
-printed as markdown tables. Target: search / train <= 2.3x (the floor is about 2x: a search
-iteration runs two forward/backward passes).
+printed as markdown tables. Search iterations run on both compute paths (MODEL.COMPUTE_PATH
+fused, plain) for first-order DARTS, GDAS and PC-DARTS (K=4, edge weights). Target (issue 23):
+a first-order DARTS iteration <= 5x a standard-head training iteration (the floor is about 2x:
+a search iteration runs two forward/backward passes).
 
     python bench/search_iteration.py [--device cpu|cuda] [--size 128] [--batch 4] [--threads 1]
 """
@@ -24,7 +26,7 @@ import torch
 
 from fad.config import load_config
 from fad.engine.weight_step import WeightStep, prepare_batch
-from fad.modeling.build import build_detector
+from fad.modeling.build import apply_speed_paths, build_detector
 from fad.search.methods import MethodOptions, method_class
 from fad.search.search_state import build_alpha_optimizer, build_param_optimizer
 from fad.search.search_step import make_search_step
@@ -33,13 +35,28 @@ from fad.solver import build_optimizer, build_scheduler
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "shapes" / "search_fad_R_18_FPN.yaml"
 NUM_CLASSES = 3  # the easy shapes level, as the config (NUM_CLASSES 4 with the background)
 TRAIN = "train (standard FCOS head)"
+SEARCH = "search, RepShare"
 SUPERNET = "train the RepShare supernet (no alpha step)"
+PLAIN = ["MODEL.COMPUTE_PATH", "plain"]
+FUSED = ["MODEL.COMPUTE_PATH", "fused"]
+STANDARD = ["MODEL.FAD.SEARCH", "False", "MODEL.FAD_ON", "False"]
+GDAS = ["SOLVER.SEARCH.METHOD", "gdas"]
+PC_DARTS = [
+    *["SOLVER.SEARCH.METHOD", "pcdarts", "MODEL.FAD.PARTIAL_CHANNELS", "4"],
+    *["MODEL.FAD.EDGE_NORMALIZATION", "True"],
+]
 # variant -> (iteration kind, config overrides on top of the search config)
 VARIANTS: dict[str, tuple[str, list[str]]] = {
-    TRAIN: ("train", ["MODEL.FAD.SEARCH", "False", "MODEL.FAD_ON", "False"]),
-    "search, RepShare": ("search", ["MODEL.FAD.REPSHARE", "True"]),
-    "search, naive ops": ("search", ["MODEL.FAD.REPSHARE", "False"]),
-    SUPERNET: ("train", ["MODEL.FAD.REPSHARE", "True"]),
+    TRAIN: ("train", [*STANDARD, *PLAIN]),
+    "train (standard FCOS head), fused": ("train", [*STANDARD, *FUSED]),
+    SEARCH: ("search", ["MODEL.FAD.REPSHARE", "True", *FUSED]),
+    "search, RepShare, plain": ("search", ["MODEL.FAD.REPSHARE", "True", *PLAIN]),
+    "search, naive ops": ("search", ["MODEL.FAD.REPSHARE", "False", *PLAIN]),
+    "search, GDAS, fused": ("search", [*GDAS, *FUSED]),
+    "search, GDAS, plain": ("search", [*GDAS, *PLAIN]),
+    "search, PC-DARTS (K=4), fused": ("search", [*PC_DARTS, *FUSED]),
+    "search, PC-DARTS (K=4), plain": ("search", [*PC_DARTS, *PLAIN]),
+    SUPERNET: ("train", ["MODEL.FAD.REPSHARE", "True", *FUSED]),
 }
 
 
@@ -65,6 +82,7 @@ def build_step(args: argparse.Namespace, kind: str, overrides: list[str]) -> Cal
     cfg = load_config(str(CONFIG), opts)
     device = torch.device(args.device)
     model = build_detector(cfg, NUM_CLASSES, load_weights=False).to(device).train()
+    apply_speed_paths(model, cfg)
     batches = (synthetic_batch(args, 1), synthetic_batch(args, 2))
     if kind == "search":
         optimizer = build_param_optimizer(model, cfg.SOLVER)

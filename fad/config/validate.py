@@ -22,6 +22,7 @@ from fad.runtime.limits import MAX_INPUT_SIDE, shown
 from fad.runtime.precision import AMP_MODES
 from fad.runtime.seeding import MAX_SEED
 from fad.search_space.ops import SPACES, check_group_norm_width
+from fad.search_space.paths import check_compute_path
 from fad.solver import OPTIMIZERS, WARMUP_METHODS
 
 # Keys of the original for parts fad does not have: accepted only at the value that means "off"
@@ -269,6 +270,7 @@ def _check_model(cfg: CN) -> None:
         "pretrained weights (e.g. the demo's stage-0 model_final.pth) or set it False",
     )
     validate_detectors(cfg)
+    check_compute_path(m.COMPUTE_PATH)
     for tower in ("BOX", "CLS"):
         for field in ("NUM_CELLS", "NUM_NODES"):
             key = f"{field}_{tower}"

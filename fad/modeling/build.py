@@ -22,7 +22,7 @@ from fad.modeling.feature_cache import enable_feature_cache
 from fad.modeling.loss import FocalLoss
 from fad.modeling.pretrained import load_pretrained_backbone
 from fad.modeling.registry import DetectorEntry, DetectorParts, require
-from fad.modeling.speed import compile_towers, use_channels_last
+from fad.modeling.speed import compile_towers, set_compute_path, use_channels_last
 from fad.modeling.transform import TrainTestTransform
 from fad.search_space.genotype import Genotype
 from fad.search_space.towers import CellTowerSpec, TowerSpec, build_towers
@@ -250,9 +250,10 @@ def train_test_transform(cfg: CN) -> TrainTestTransform:
 
 
 def apply_speed_paths(detector: nn.Module, cfg: CN) -> None:
-    """MODEL.CHANNELS_LAST, MODEL.COMPILE and MODEL.BACKBONE.FEATURE_CACHE_MB, in place, on a
-    built detector that a run trains, searches or evaluates (exports and `fad.load` keep the plain
-    detector)."""
+    """MODEL.COMPUTE_PATH, MODEL.CHANNELS_LAST, MODEL.COMPILE and MODEL.BACKBONE.FEATURE_CACHE_MB,
+    in place, on a built detector that a run trains, searches or evaluates (exports and
+    `fad.load` keep the plain detector)."""
+    set_compute_path(detector, cfg.MODEL.COMPUTE_PATH)
     if cfg.MODEL.CHANNELS_LAST:
         use_channels_last(detector)
     if cfg.MODEL.COMPILE:

@@ -1,13 +1,22 @@
-"""The speed paths of a built detector: channels_last memory format and compiled towers.
+"""The speed paths of a built detector: the towers' compute path, channels_last memory format
+and compiled towers.
 
-Neither changes a value or a name in the state_dict: checkpoints load into a detector with or
-without them. Exports and `fad.load` use the plain detector.
+None changes a name in the state_dict (nor a value beyond float rounding): checkpoints load into
+a detector with or without them. Exports and `fad.load` use the plain detector.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from fad.search_space.paths import use_compute_path
+
+
+def set_compute_path(detector: nn.Module, name: str) -> None:
+    """Run the detector's towers by compute path ``name`` ("plain" or "fused";
+    `fad.search_space.paths`)."""
+    use_compute_path(detector, name)
 
 
 def use_channels_last(detector: nn.Module) -> None:

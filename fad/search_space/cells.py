@@ -15,15 +15,15 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from fad.search_space import kernels, recompute
 from fad.search_space.genotype import INPUT_NODES, Genotype, validate_genotype
 from fad.search_space.ops import ConvUnit, build_op, check_partial_width
 from fad.search_space.relaxation import NodeWeights
 from fad.search_space.repshare import build_mixed_op
 
 
-def preprocess(in_channels: int, node_channels: int) -> nn.Module:
-    """Map a cell input to the node width: identity when it already has W channels."""
+def build_preprocess(in_channels: int, node_channels: int) -> nn.Module:
+    """A cell input's preprocess (the cells' ``preprocess[i]``): its map to the node width,
+    identity when it already has W channels."""
     if in_channels == node_channels:
         return nn.Identity()
     return ConvUnit(nn.Conv2d(in_channels, node_channels, 1), node_channels)
@@ -36,33 +36,13 @@ def _pointwise(in_channels: int, out_channels: int, bias: bool) -> nn.Module:
     return nn.Conv2d(in_channels, out_channels, 1, bias=bias)
 
 
-def _preprocess(preprocess: nn.ModuleList, s0: Tensor, s1: Tensor) -> list[Tensor]:
-    """The two cell inputs at the node width, NCHW (fast kernels)."""
-    states = []
-    for pre, s in zip(preprocess, (s0, s1), strict=True):
-        if isinstance(pre, ConvUnit):
-            s = kernels.gn_relu(kernels.pointwise(s, pre.body), pre.norm)
-        states.append(s)
-    return states
-
-
-def fixed_edge(op_name: str, node_channels: int, edge_channels: int) -> nn.Sequential:
+def build_fixed_edge(op_name: str, node_channels: int, edge_channels: int) -> nn.Sequential:
     """A fixed edge: [N, W, H, W'] -> 1x1 (bias) -> op on C channels -> 1x1 (bias) -> same."""
     return nn.Sequential(
         _pointwise(node_channels, edge_channels, bias=True),
         build_op(op_name, edge_channels),
         _pointwise(edge_channels, node_channels, bias=True),
     )
-
-
-def _fixed_edge(edge: nn.Sequential, x: Tensor) -> Tensor:
-    """A ``fixed_edge`` on the fast kernels: [N, W, H, W'] -> NCHW [N, W, H, W']."""
-    narrow, op, widen = edge
-    with recompute.cheap_recompute():
-        x = kernels.pointwise(x, narrow)
-        for unit in op:
-            x = kernels.conv_unit(unit, x)
-        return kernels.pointwise(x, widen)
 
 
 class SearchEdge(nn.Module):
@@ -86,6 +66,7 @@ class SearchEdge(nn.Module):
         self.narrow = _pointwise(node_channels, edge_channels, bias=False)
         self.mixed = build_mixed_op(op_names, edge_channels // partial, repshare)
         self.widen = _pointwise(edge_channels, node_channels, bias=False)
+        self.channels = edge_channels
         self.mixed_channels = edge_channels // partial
 
     def _mixed(self, x: Tensor, op_weights: Tensor, active: Sequence[int] | None) -> Tensor | None:
@@ -103,17 +84,6 @@ class SearchEdge(nn.Module):
         return None if mixed is None else self.widen(mixed)
 
 
-class RepShareEdge(SearchEdge):
-    """A RepShare search edge on the fast kernels (``kernels``, ``recompute``): NCHW out."""
-
-    def forward(
-        self, x: Tensor, op_weights: Tensor, active: Sequence[int] | None = None
-    ) -> Tensor | None:
-        with recompute.cheap_recompute():
-            mixed = self._mixed(kernels.pointwise(x, self.narrow), op_weights, active)
-            return None if mixed is None else kernels.pointwise(mixed, self.widen)
-
-
 class SearchCell(nn.Module):
     """A continuous cell: s0, s1 and per-node `NodeWeights` -> [N, num_nodes * W, H, W']."""
 
@@ -128,11 +98,10 @@ class SearchCell(nn.Module):
         partial: int = 1,
     ) -> None:
         super().__init__()
-        self.preprocess = nn.ModuleList(preprocess(c, node_channels) for c in in_channels)
-        edge = RepShareEdge if repshare else SearchEdge
+        self.preprocess = nn.ModuleList(build_preprocess(c, node_channels) for c in in_channels)
         self.nodes = nn.ModuleList(
             nn.ModuleList(
-                edge(op_names, node_channels, edge_channels, repshare, partial)
+                SearchEdge(op_names, node_channels, edge_channels, repshare, partial)
                 for _ in range(INPUT_NODES + k)
             )
             for k in range(num_nodes)
@@ -144,7 +113,7 @@ class SearchCell(nn.Module):
     ) -> Tensor:
         """``node_weights[k]``: what node k mixes by (op weights [2 + k, n_ops], the ops each
         edge computes, edge weights [2 + k]; see ``relaxation``); a tensor is op weights alone."""
-        states = _preprocess(self.preprocess, s0, s1)
+        states = [pre(s) for pre, s in zip(self.preprocess, (s0, s1), strict=True)]
         for edges, node in zip(self.nodes, node_weights, strict=True):
             weights = node if isinstance(node, NodeWeights) else NodeWeights(node)
             terms = []
@@ -170,9 +139,9 @@ class FixedCell(nn.Module):
         super().__init__()
         validate_genotype(genotype)
         self.genotype = genotype
-        self.preprocess = nn.ModuleList(preprocess(c, node_channels) for c in in_channels)
+        self.preprocess = nn.ModuleList(build_preprocess(c, node_channels) for c in in_channels)
         self.nodes = nn.ModuleList(
-            nn.ModuleList(fixed_edge(op, node_channels, edge_channels) for op, _ in node)
+            nn.ModuleList(build_fixed_edge(op, node_channels, edge_channels) for op, _ in node)
             for node in genotype.normal
         )
         self.inputs = [[index for _, index in node] for node in genotype.normal]
@@ -180,9 +149,7 @@ class FixedCell(nn.Module):
         self.out_channels = len(self.concat) * node_channels
 
     def forward(self, s0: Tensor, s1: Tensor) -> Tensor:
-        states = _preprocess(self.preprocess, s0, s1)
+        states = [pre(s) for pre, s in zip(self.preprocess, (s0, s1), strict=True)]
         for edges, inputs in zip(self.nodes, self.inputs, strict=True):
-            states.append(
-                sum(_fixed_edge(e, states[i]) for e, i in zip(edges, inputs, strict=True))
-            )
+            states.append(sum(edge(states[i]) for edge, i in zip(edges, inputs, strict=True)))
         return torch.cat([states[i] for i in self.concat], dim=1)

@@ -82,6 +82,12 @@ class ConvUnit(nn.Sequential):
         super().__init__(OrderedDict(body=body, norm=norm, relu=nn.ReLU()))
 
 
+def body_convs(unit: ConvUnit) -> tuple[nn.Conv2d, ...]:
+    """The convs of a unit's body in order: one conv, or the depthwise then the pointwise."""
+    body = unit.body
+    return tuple(body.children()) if isinstance(body, nn.Sequential) else (body,)
+
+
 def conv_unit(kind: str, channels: int) -> ConvUnit:
     """A C -> C conv unit of ``kind`` in ``std``, ``sinSep``, ``dil``, ``dil_r3``."""
     return ConvUnit(_BODIES[kind](channels), channels)

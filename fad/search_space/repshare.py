@@ -16,7 +16,6 @@ import torch
 from torch import Tensor, nn
 
 from fad.errors import FadError
-from fad.search_space import kernels
 from fad.search_space.ops import NONE, OpSpec, build_op, check_op_names, conv_unit, op_spec
 
 
@@ -43,24 +42,21 @@ class RepShareStack(nn.Module):
 
     def shared_results(self, x: Tensor, chosen: Sequence[int] | None = None) -> list[Tensor]:
         """The results before decoupling of the specs at indices ``chosen`` (default: all), in
-        that order: NCHW [N, C, H, W] -> one per chosen spec; the stack runs only as deep as the
-        deepest of them (``kernels``)."""
-        specs = self.specs if chosen is None else [self.specs[i] for i in chosen]
-        suffixes = self.suffixes if chosen is None else [self.suffixes[i] for i in chosen]
+        that order: [N, C, H, W] -> one per chosen spec; the stack runs only as deep as the
+        deepest of them."""
+        chosen = range(len(self.specs)) if chosen is None else chosen
         raw = []
-        x = x.contiguous()
-        for conv in self.convs[: max(spec.depth for spec in specs)]:
-            x = kernels.conv_unit(conv, x)
+        for conv in self.convs[: max(self.specs[i].depth for i in chosen)]:
+            x = conv(x)
             raw.append(x)
-        return [
-            kernels.conv_unit(suffix, raw[s.depth - 1]) if s.suffix else raw[s.depth - 1]
-            for suffix, s in zip(suffixes, specs, strict=True)
-        ]
+        return [self.suffixes[i](raw[self.specs[i].depth - 1]) for i in chosen]
 
-    def forward(self, x: Tensor) -> list[Tensor]:
-        """NCHW [N, C, H, W] -> one decoupled [N, C, H, W] result per spec."""
-        results = self.shared_results(x)
-        return [kernels.pointwise(r, d) for d, r in zip(self.decouple, results, strict=True)]
+    def forward(self, x: Tensor, chosen: Sequence[int] | None = None) -> list[Tensor]:
+        """[N, C, H, W] -> the decoupled [N, C, H, W] result of each spec at indices ``chosen``
+        (default: all), in that order."""
+        chosen = range(len(self.specs)) if chosen is None else chosen
+        results = self.shared_results(x, chosen)
+        return [self.decouple[i](r) for i, r in zip(chosen, results, strict=True)]
 
 
 def decouple_as_identity(module: nn.Module) -> None:
@@ -78,31 +74,6 @@ def decouple_as_identity(module: nn.Module) -> None:
                     channels = conv.weight.shape[0]
                     with torch.no_grad():
                         conv.weight.copy_(torch.eye(channels).view(channels, channels, 1, 1))
-
-
-def mix(
-    results: Sequence[Tensor],
-    op_weights: Tensor,
-    columns: Sequence[int],
-    decouple: Sequence[nn.Module],
-) -> Tensor:
-    """sum_k op_weights[columns[k]] * decouple[k](results[k]); a decouple is a 1x1 conv or identity.
-
-    results: NCHW [N, C, H, W] each; op_weights: [n_ops]. Returns NCHW [N, C, H, W]. The 1x1 convs
-    are matrix products with weight w * D accumulated in place into one buffer, then the
-    identity terms are added in place: no per-op output and no separate weighting pass.
-    """
-    if kernels.plain(results[0]):  # autocast: the modules, which it casts
-        return _weighted_sum([dec(r) for dec, r in zip(decouple, results)], op_weights, columns)
-    total = None
-    for col, result, dec in zip(columns, results, decouple):
-        if isinstance(dec, nn.Conv2d):
-            total = kernels.channel_mix(dec.weight.flatten(1) * op_weights[col], result, total)
-    for col, result, dec in zip(columns, results, decouple):
-        if not isinstance(dec, nn.Conv2d):
-            w = op_weights[col]
-            total = result * w if total is None else total.addcmul_(result, w)
-    return total
 
 
 def _weighted_sum(outputs: Sequence[Tensor], op_weights: Tensor, columns: Sequence[int]) -> Tensor:
@@ -134,17 +105,16 @@ class RepShareMixedOp(nn.Module):
     def forward(
         self, x: Tensor, op_weights: Tensor, active: Sequence[int] | None = None
     ) -> Tensor | None:
-        """NCHW [N, C, H, W], op_weights [n_ops] -> NCHW [N, C, H, W] (``kernels``); with
-        ``active`` only those op columns are computed (None when none of them is a stacked op)."""
-        results, decouple, columns = [], [], []
+        """[N, C, H, W], op_weights [n_ops] -> [N, C, H, W]; with ``active`` only those op
+        columns are computed (None when none of them is a stacked op)."""
+        results, columns = [], []
         for stack, stack_columns in zip(self.stacks, self.stack_columns, strict=True):
             chosen = [i for i, c in enumerate(stack_columns) if active is None or c in active]
             if not chosen:
                 continue
-            results += stack.shared_results(x, chosen)
-            decouple += [stack.decouple[i] for i in chosen]
+            results += stack(x, chosen)
             columns += [stack_columns[i] for i in chosen]
-        return mix(results, op_weights, columns, decouple) if results else None
+        return _weighted_sum(results, op_weights, columns) if results else None
 
 
 class NaiveMixedOp(nn.Module):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -124,10 +125,20 @@ def _init_normal(module: nn.Module) -> None:
                 nn.init.zeros_(layer.bias)
 
 
+class ComputePath(Protocol):
+    """How a tower runs over all FPN levels: ``path(tower, features, box_features)`` returns
+    what ``tower.forward_each_level`` would (`fad.search_space.paths` sets it)."""
+
+    def __call__(
+        self, tower: Tower, features: Sequence[Tensor], box_features: Sequence[Tensor] | None
+    ) -> list[Tensor]: ...
+
+
 class Tower(nn.Module):
     """Base of every tower: [N, W, H, W'] (and the box tower's output) -> [N, W, H, W']."""
 
     out_channels: int
+    compute_path: ComputePath | None = None  # None: the plain modules, one level at a time
 
     def forward(self, feature: Tensor, box_feature: Tensor | None = None) -> Tensor:
         raise NotImplementedError
@@ -135,9 +146,16 @@ class Tower(nn.Module):
     def forward_levels(
         self, features: Sequence[Tensor], box_features: Sequence[Tensor] | None = None
     ) -> list[Tensor]:
-        """The tower on every FPN level ([N, W, H_l, W_l] -> same, weights shared): the
-        per-level loop. Heads call towers through this, so that a compute path that runs all
-        levels at once plugs in here."""
+        """The tower on every FPN level ([N, W, H_l, W_l] -> same, weights shared), by its
+        compute path when one is set, else level by level. Heads call towers through this."""
+        if self.compute_path is not None:
+            return self.compute_path(self, features, box_features)
+        return self.forward_each_level(features, box_features)
+
+    def forward_each_level(
+        self, features: Sequence[Tensor], box_features: Sequence[Tensor] | None = None
+    ) -> list[Tensor]:
+        """The plain per-level loop (the reference every compute path equals)."""
         if box_features is None:
             return [self(feature) for feature in features]
         return [self(f, b) for f, b in zip(features, box_features, strict=True)]
@@ -264,7 +282,7 @@ class SearchTower(CellTower):
         weights = self.node_weights() if node_weights is None else node_weights
         return _run_cells(self.cells, feature, box_feature, weights)
 
-    def forward_levels(
+    def forward_each_level(
         self, features: Sequence[Tensor], box_features: Sequence[Tensor] | None = None
     ) -> list[Tensor]:
         """Every FPN level with the same node weights (one sample for all levels)."""
