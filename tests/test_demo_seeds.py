@@ -92,7 +92,7 @@ def test_a_finished_seed_made_with_other_overrides_is_refused(tmp_path, capsys):
     (tmp_path / "seed_0").mkdir()
     report = _report(0, 0.1, 0.2, opts=["SOLVER.MAX_ITER", "5"])
     (tmp_path / "seed_0" / REPORT_JSON).write_text(json.dumps(report))
-    assert main(["demo", "--out", str(tmp_path), "--seeds", "0", "SOLVER.MAX_ITER", "60"]) != 0
+    assert main(["demo", "--out", str(tmp_path), "--seeds", "0", "SOLVER.MAX_ITER", "90"]) != 0
     err = capsys.readouterr().err
     assert "seed_0" in err and "'SOLVER.MAX_ITER', '5'" in err and "another --out" in err
 
