@@ -83,6 +83,13 @@ def main() -> None:
             f"> 1: {sum(s > 1 for s in snr) / len(snr):.0%}; steps for a drift to beat noise "
             f"(median): {1 / max(statistics.median(snr), 1e-9) ** 2:.0f}"
         )
+        values = torch.cat([a.detach().flatten() for a in towers[role].alphas])
+        decay = cfg.SOLVER.SEARCH.WEIGHT_DECAY_ALPHA * values.abs()
+        print(
+            f"  median |mean gradient| {g.mean(0).abs().median().item():.2e}, median |one "
+            f"batch's gradient| {g.abs().median().item():.2e}, median |weight decay term| "
+            f"(WEIGHT_DECAY_ALPHA x |alpha|) {decay.median().item():.2e}"
+        )
         ranked = sorted(zip(per_op.tolist(), ops, strict=True))
         print(
             "  mean gradient per op (most favoured first): "

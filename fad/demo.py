@@ -299,8 +299,11 @@ def search_lines(search: dict[str, Any]) -> list[str]:
         )
     if any(f["near_uniform"] for f in search["convergence"].values()):
         lines += ["", "**The genotype was read off near-uniform op weights: noise, not a choice.**"]
-    if search.get("settled_since") is not None:
-        lines += ["", f"The genotype has not changed since iteration {search['settled_since']}."]
+    since = search.get("settled_since")
+    if since is not None and since >= search.get("iterations", since + 1):
+        lines += ["", f"The genotype still changed at the last check (iteration {since})."]
+    elif since is not None:
+        lines += ["", f"The genotype has not changed since iteration {since}."]
     cost = search.get("cost")
     if cost:
         lines += [

@@ -87,3 +87,17 @@ def test_head_cost_is_the_heads_module_cost(shapes_config):
     assert cost["head_params"] == count_parameters(model.head) > 0
     assert cost["head_gflops"] * 1e9 == module_cost(model.head, features)[1] > 0
     assert cost["head_latency_ms"] > 0
+
+
+def test_the_report_says_whether_the_genotype_settled_or_still_changed():
+    from fad.demo import search_lines
+
+    figures = {"mean_entropy": 1.5, "uniform_entropy": 2.3, "entropy_ratio": 0.65}
+    figures |= {"min_top_over_uniform": 2.5, "converged": True, "near_uniform": False}
+    search = {"method": "darts_1st", "iterations": 300, "warmup_iters": 60}
+    search |= {"convergence": {"box": figures}, "cost": None}
+    settled = "\n".join(search_lines({**search, "settled_since": 200}))
+    assert "has not changed since iteration 200" in settled
+    moving = "\n".join(search_lines({**search, "settled_since": 300}))
+    assert "still changed at the last check (iteration 300)" in moving
+    assert "has not changed" not in moving

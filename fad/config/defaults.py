@@ -150,6 +150,10 @@ _C.MODEL.FAD.DECOUPLE_INIT = "default"
 # fad: search supernets only: False leaves 'none' out of the ops the alphas weigh (a genotype never
 # keeps it; its weight only absorbs what the loss asks of an edge's scale). True: as the original
 _C.MODEL.FAD.SEARCH_NONE = True
+# fad: search supernets only: False fixes the scale of every op's output (GroupNorm affine frozen at
+# (1, 0), RepShare decouple 1x1s frozen as the identity), DARTS's affine-free search ops, so that the
+# weights cannot undo what the alphas weigh. True: learned, as the original
+_C.MODEL.FAD.SEARCH_AFFINE = True
 _C.MODEL.FAD.EDGE_NORMALIZATION = False
 _C.MODEL.FAD.SPACE = "released"  # fad: "released" (10 ops + none) or "with_r3" (dilation-3 too)
 

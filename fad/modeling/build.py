@@ -129,6 +129,7 @@ def tower_spec(cfg: CN, genotypes: dict[str, Genotype] | None) -> TowerSpec:
         edge_normalization=fad.EDGE_NORMALIZATION and mode == "search",
         decouple_init=fad.DECOUPLE_INIT,
         search_none=fad.SEARCH_NONE,
+        search_affine=fad.SEARCH_AFFINE,
     )
 
 

@@ -76,6 +76,30 @@ def decouple_as_identity(module: nn.Module) -> None:
                         conv.weight.copy_(torch.eye(channels).view(channels, channels, 1, 1))
 
 
+def fix_op_scales(module: nn.Module) -> None:
+    """Fix the output scale of every mixed op's ops inside ``module`` (DARTS's affine-free
+    search ops): each GroupNorm's affine frozen at (1, 0), each RepShare decouple 1x1 frozen as
+    the identity.
+
+    With a learned scale after an op's last normalisation the network can undo any change of
+    the op's softmax weight (the product weight x scale is what the loss sees), so in a one-level
+    search the alphas are pulled back towards where the weights have settled; with the scales
+    fixed the op weight alone sets each op's share of the edge.
+    """
+    decouple_as_identity(module)
+    for mixed in module.modules():
+        if not isinstance(mixed, (RepShareMixedOp, NaiveMixedOp)):
+            continue
+        for sub in mixed.modules():
+            if isinstance(sub, nn.GroupNorm) and sub.affine:
+                with torch.no_grad():
+                    sub.weight.fill_(1.0)
+                    sub.bias.zero_()
+                sub.requires_grad_(False)
+        for stack in getattr(mixed, "stacks", ()):
+            stack.decouple.requires_grad_(False)
+
+
 def _weighted_sum(outputs: Sequence[Tensor], op_weights: Tensor, columns: Sequence[int]) -> Tensor:
     """sum_k op_weights[columns[k]] * outputs[k]; ``none`` has no column here and adds 0."""
     total = op_weights[columns[0]] * outputs[0]

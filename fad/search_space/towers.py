@@ -42,7 +42,7 @@ from fad.search_space.ops import (
     unknown_name_error,
 )
 from fad.search_space.relaxation import NodeWeights, Relaxation, softmax_relaxation
-from fad.search_space.repshare import decouple_as_identity
+from fad.search_space.repshare import decouple_as_identity, fix_op_scales
 
 MODES = ("standard", "search", "genotype")
 DECOUPLE_INITS = ("default", "identity")
@@ -78,6 +78,7 @@ class TowerSpec:
     edge_normalization: bool = False  # search towers: a weight per edge, softmax(beta) (PC-DARTS)
     decouple_init: str = "default"  # RepShare's decouple 1x1s: "default" (PyTorch), "identity"
     search_none: bool = True  # search towers: 'none' among the ops (its alpha column), as DARTS
+    search_affine: bool = True  # search towers: ops' GroupNorm affine and decouple 1x1s learned
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -336,8 +337,10 @@ def build_tower(spec: TowerSpec, role: str) -> Tower:
         partial=spec.partial_channels,
     )
     cells = _cells(spec, tower, make)
-    if spec.decouple_init == "identity":
-        for cell in cells:
+    for cell in cells:
+        if not spec.search_affine:
+            fix_op_scales(cell)
+        elif spec.decouple_init == "identity":
             decouple_as_identity(cell)
     return SearchTower(
         role, cells, spec.channels, op_names, head_init, edge_normalization=spec.edge_normalization

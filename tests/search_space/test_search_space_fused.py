@@ -84,6 +84,7 @@ TOWERS = {
     "search, with_r3": _spec("search", space="with_r3"),
     "search, partial channels": _spec("search", partial_channels=4),
     "search, edge weights": _spec("search", edge_normalization=True),
+    "search, fixed op scales": _spec("search", search_affine=False),
 }
 
 

@@ -116,3 +116,32 @@ def test_a_search_without_none_and_decouple_convs_starting_as_the_identity():
         torch.testing.assert_close(stack(x)[0], stack.shared_results(x)[0])
     with pytest.raises(FadError, match="unknown decouple init"):
         TowerSpec(mode="search", decouple_init="zeros")
+
+
+def test_fixed_op_scales_freeze_every_op_norm_and_decouple_but_not_the_alphas():
+    spec = TowerSpec(
+        mode="search",
+        channels=W,
+        box=CellTowerSpec(num_cells=1, num_nodes=2, edge_channels=C),
+        cls=CellTowerSpec(num_cells=1, num_nodes=2, edge_channels=C),
+        search_affine=False,
+    )
+    tower = build_tower(spec, "box")
+    edge = tower.cells[0].nodes[0][0]
+    frozen = [n for n, p in edge.named_parameters() if not p.requires_grad]
+    norms = [m for m in edge.mixed.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert norms and all(torch.equal(m.weight, torch.ones(C)) and not m.bias.any() for m in norms)
+    assert all(not m.weight.requires_grad and not m.bias.requires_grad for m in norms)
+    assert any(".decouple." in n for n in frozen)
+    assert all(".decouple." in n or ".norm." in n for n in frozen)
+    assert edge.mixed.stacks[0].convs[0].body.weight.requires_grad
+    assert all(a.requires_grad for a in tower.alphas)
+    # an op's output is its unit's normalised output: doubling its weight doubles its share
+    x = torch.randn(2, C, 6, 6)
+    one = torch.zeros(len(OPS))
+    one[0] = 1.0
+    with torch.no_grad():
+        torch.testing.assert_close(edge.mixed(x, 2 * one), 2 * edge.mixed(x, one))
+        unit = edge.mixed.stacks[0].convs[0]
+        z = unit.norm(unit.body(x))
+        torch.testing.assert_close(edge.mixed(x, one), torch.relu(z))
