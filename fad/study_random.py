@@ -12,6 +12,7 @@ deviations of the random ones), their rank, and the standard head.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import statistics
@@ -90,25 +91,37 @@ def train_genotype(
     config: Callable[[Path], Any],
     size: tuple[int, int],
 ) -> dict[str, Any]:
-    """Train one FAD head of `genotypes` into `folder` (or read its finished result)."""
+    """Train one FAD head of `genotypes` into `folder` (or read its finished result, which must
+    have been trained with the same genotypes and config: else a FadError naming it)."""
+    box, cls = genotypes
+    cfg = config(folder / "run")
+    made_with = {"genotypes": {"box": str(box), "cls": str(cls)}, "config_sha256": _digest(cfg)}
     done = read_json(folder / RESULT_JSON)
     if done is not None:
+        if {key: done.get(key) for key in made_with} != made_with:
+            raise FadError(
+                f"{folder / RESULT_JSON}: trained with another genotype or config than this "
+                "study's; pick another --out (or remove that folder)"
+            )
         return done
     folder.mkdir(parents=True, exist_ok=True)
-    box, cls = genotypes
     write_genotype_file(folder / "genotype.log", box, cls)
-    cfg = config(folder / "run")
     result = run_training(cfg, genotypes=dict(zip(ROLES, genotypes, strict=True)))
     coco = next(iter(result["eval"].values()))["coco"]
     model = TrainedModel.read(folder / "run" / "model_final.pth").build()
     record = {
-        "genotypes": {"box": str(box), "cls": str(cls)},
+        **made_with,
         **{k: coco[k] for k in ("AP", "AP50", "AP75")},
         **head_cost(model, size),
         "train_seconds": result["train"]["seconds"],
     }
     atomic_write_text(folder / RESULT_JSON, json.dumps(record, indent=1) + "\n")
     return record
+
+
+def _digest(cfg: Any) -> str:
+    """The sha256 of a config's YAML dump: what a finished result must have been trained with."""
+    return hashlib.sha256(cfg.dump().encode()).hexdigest()
 
 
 def run_random_control(

@@ -68,7 +68,9 @@ def test_draws_within_a_budget_cost_at_most_the_budget_and_an_impossible_one_is_
 
 
 @pytest.mark.slow
-def test_fad_study_random_trains_and_ranks_end_to_end(tiny_opts, shapes_config, tmp_path):
+def test_fad_study_random_trains_and_ranks_end_to_end(
+    tiny_opts, shapes_config, tmp_path, capsys
+):
     out = tmp_path / "study"
     config = shapes_config.parent / "fad_imprv_R_18_FPN.yaml"
     opts = [
@@ -93,4 +95,9 @@ def test_fad_study_random_trains_and_ranks_end_to_end(tiny_opts, shapes_config, 
     # a second run reads the finished trainings back instead of training them again
     before = (out / "random_0" / "result.json").stat().st_mtime_ns
     assert main([*args, "--genotype", "alt", *opts]) == 0
+    assert (out / "random_0" / "result.json").stat().st_mtime_ns == before
+    # ... but not one trained with another config: refused in one line naming it, nothing written
+    assert main([*args, "--genotype", "alt", *opts, "SOLVER.BASE_LR", "0.001"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "random_0/result.json: trained with another" in error and "\n" not in error
     assert (out / "random_0" / "result.json").stat().st_mtime_ns == before
