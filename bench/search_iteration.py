@@ -7,7 +7,8 @@ iteration of the standard FCOS head (``fad.engine.weight_step``: batch preparati
 a training iteration of the RepShare supernet alone (what the alpha step adds). Batches are synthetic
 (random images, 1-4 random boxes each). Interleaved repeats after warmup; medians and ratios are
 printed as markdown tables. Search iterations run on both compute paths (MODEL.COMPUTE_PATH
-fused, plain) for first-order DARTS, GDAS and PC-DARTS (K=4, edge weights). Target (issue 23):
+fused, plain) for two-level first-order DARTS, GDAS and PC-DARTS (K=4, edge weights), and fused
+for the one-level DARTS of the shapes config (alphas stepped on the weight step's gradient). Target (issue 23):
 a first-order DARTS iteration <= 5x a standard-head training iteration (the floor is about 2x:
 a search iteration runs two forward/backward passes).
 
@@ -46,16 +47,21 @@ PC_DARTS = [
     *["MODEL.FAD.EDGE_NORMALIZATION", "True"],
 ]
 # variant -> (iteration kind, config overrides on top of the search config)
+TWO = ["SOLVER.SEARCH.ONE_LEVEL", "False"]  # full DARTS: an alpha step on its own batch
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     TRAIN: ("train", [*STANDARD, *PLAIN]),
     "train (standard FCOS head), fused": ("train", [*STANDARD, *FUSED]),
-    SEARCH: ("search", ["MODEL.FAD.REPSHARE", "True", *FUSED]),
-    "search, RepShare, plain": ("search", ["MODEL.FAD.REPSHARE", "True", *PLAIN]),
-    "search, naive ops": ("search", ["MODEL.FAD.REPSHARE", "False", *PLAIN]),
-    "search, GDAS, fused": ("search", [*GDAS, *FUSED]),
-    "search, GDAS, plain": ("search", [*GDAS, *PLAIN]),
-    "search, PC-DARTS (K=4), fused": ("search", [*PC_DARTS, *FUSED]),
-    "search, PC-DARTS (K=4), plain": ("search", [*PC_DARTS, *PLAIN]),
+    SEARCH: ("search", [*TWO, "MODEL.FAD.REPSHARE", "True", *FUSED]),
+    "search, RepShare, plain": ("search", [*TWO, "MODEL.FAD.REPSHARE", "True", *PLAIN]),
+    "search, naive ops": ("search", [*TWO, "MODEL.FAD.REPSHARE", "False", *PLAIN]),
+    "search, one level (the demo's), fused": (
+        "search",
+        ["SOLVER.SEARCH.ONE_LEVEL", "True", *FUSED],
+    ),
+    "search, GDAS, fused": ("search", [*TWO, *GDAS, *FUSED]),
+    "search, GDAS, plain": ("search", [*TWO, *GDAS, *PLAIN]),
+    "search, PC-DARTS (K=4), fused": ("search", [*TWO, *PC_DARTS, *FUSED]),
+    "search, PC-DARTS (K=4), plain": ("search", [*TWO, *PC_DARTS, *PLAIN]),
     SUPERNET: ("train", ["MODEL.FAD.REPSHARE", "True", *FUSED]),
 }
 
@@ -88,7 +94,8 @@ def build_step(args: argparse.Namespace, kind: str, overrides: list[str]) -> Cal
         optimizer = build_param_optimizer(model, cfg.SOLVER)
         alpha_optimizer = build_alpha_optimizer(model, cfg.SOLVER.SEARCH)
         method_cls = method_class(cfg.SOLVER.SEARCH.METHOD, cfg.SOLVER.SEARCH.FIRST_ORDER)
-        method = method_cls(model, alpha_optimizer, optimizer, MethodOptions())
+        options = MethodOptions(one_level=cfg.SOLVER.SEARCH.ONE_LEVEL)
+        method = method_cls(model, alpha_optimizer, optimizer, options)
         step = make_search_step(
             model,
             method,

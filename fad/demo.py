@@ -297,8 +297,13 @@ def search_lines(search: dict[str, Any]) -> list[str]:
             f"| {role} | {f['mean_entropy']:.3f} | {f['uniform_entropy']:.3f} "
             f"| {f['entropy_ratio']:.2f} | {f['min_top_over_uniform']:.2f}x | {verdict} |"
         )
-    if any(f["near_uniform"] for f in search["convergence"].values()):
-        lines += ["", "**The genotype was read off near-uniform op weights: noise, not a choice.**"]
+    flat = [role for role, f in search["convergence"].items() if f["near_uniform"]]
+    if flat:
+        lines += [
+            "",
+            f"**The {' and '.join(flat)} genotype{'s were' if len(flat) > 1 else ' was'} read "
+            "off near-uniform op weights: noise, not a choice.**",
+        ]
     since = search.get("settled_since")
     if since is not None and since >= search.get("iterations", since + 1):
         lines += ["", f"The genotype still changed at the last check (iteration {since})."]

@@ -101,3 +101,23 @@ def test_the_report_says_whether_the_genotype_settled_or_still_changed():
     moving = "\n".join(search_lines({**search, "settled_since": 300}))
     assert "still changed at the last check (iteration 300)" in moving
     assert "has not changed" not in moving
+
+
+def test_the_report_names_the_towers_read_off_near_uniform_weights():
+    from fad.demo import search_lines
+
+    def figures(near: bool) -> dict:
+        return {"mean_entropy": 2.2, "uniform_entropy": 2.3, "entropy_ratio": 0.96,
+                "min_top_over_uniform": 1.2, "converged": False, "near_uniform": near}  # fmt: skip
+
+    search = {"method": "darts_1st", "iterations": 300, "warmup_iters": 60, "cost": None}
+    one = "\n".join(
+        search_lines({**search, "convergence": {"box": figures(True), "cls": figures(False)}})
+    )
+    assert "**The box genotype was read off near-uniform op weights" in one
+    both = "\n".join(
+        search_lines({**search, "convergence": {"box": figures(True), "cls": figures(True)}})
+    )
+    assert "**The box and cls genotypes were read off" in both
+    none = "\n".join(search_lines({**search, "convergence": {"box": figures(False)}}))
+    assert "near-uniform" not in none

@@ -68,9 +68,7 @@ def test_draws_within_a_budget_cost_at_most_the_budget_and_an_impossible_one_is_
 
 
 @pytest.mark.slow
-def test_fad_study_random_trains_and_ranks_end_to_end(
-    tiny_opts, shapes_config, tmp_path, capsys
-):
+def test_fad_study_random_trains_and_ranks_end_to_end(tiny_opts, shapes_config, tmp_path, capsys):
     out = tmp_path / "study"
     config = shapes_config.parent / "fad_imprv_R_18_FPN.yaml"
     opts = [
