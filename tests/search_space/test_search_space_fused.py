@@ -192,3 +192,22 @@ def test_pack_and_unpack_are_inverse_and_the_borders_are_zero() -> None:
         assert torch.equal(got, expected)
     assert torch.equal(packed * canvas.mask, packed)
     assert canvas.mask.sum() == sum(h * w for h, w in LEVELS)
+
+
+@pytest.mark.parametrize("name", list(TOWERS))
+def test_fused_inference_without_autograd_equals_plain(name: str) -> None:
+    """Under no_grad the canvas GroupNorm runs its forward alone (no autograd node)."""
+    torch.manual_seed(0)
+    towers = [copy.deepcopy(t).double() for t in build_towers(TOWERS[name])]
+    g = torch.Generator().manual_seed(0)
+    features = [torch.randn(2, W, h, w, generator=g, dtype=torch.float64) for h, w in LEVELS]
+    outputs = {}
+    for path in ("plain", "fused"):
+        for tower in towers:
+            use_compute_path(tower, path)
+        with torch.no_grad():
+            box = towers[0].forward_levels(features)
+            outputs[path] = box + towers[1].forward_levels(features, box)
+    for fused, plain in zip(outputs["fused"], outputs["plain"], strict=True):
+        assert not fused.requires_grad
+        torch.testing.assert_close(fused, plain, rtol=1e-10, atol=1e-10)

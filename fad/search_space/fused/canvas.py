@@ -79,6 +79,10 @@ class Canvas:
     def __init__(self, layout: Layout, device: torch.device, dtype: torch.dtype) -> None:
         self.layout = layout
         self.indicator, self.spread, self.counts, self.mask = _masks(layout, device, dtype)
+        self.windows = tuple(
+            (slice(y, y + h), slice(x, x + w))
+            for (y, x), (h, w) in zip(layout.origins, layout.sizes, strict=True)
+        )
 
     @classmethod
     def for_levels(cls, levels: Sequence[Tensor], gap: int) -> Canvas:
@@ -102,10 +106,7 @@ class Canvas:
 
     def unpack(self, canvas: Tensor) -> list[Tensor]:
         """The canvas -> one [N, C, H_l, W_l] view per level."""
-        return [
-            canvas[:, :, y : y + h, x : x + w]
-            for (y, x), (h, w) in zip(self.layout.origins, self.layout.sizes, strict=True)
-        ]
+        return [canvas[:, :, rows, cols] for rows, cols in self.windows]
 
     def bias(self, bias: Tensor) -> Tensor:
         """A per-channel ``bias`` [C] on the levels only: [C, H * W], zeros on the borders."""

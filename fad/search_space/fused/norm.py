@@ -107,9 +107,31 @@ class _CanvasGroupNorm(torch.autograd.Function):
         )
 
 
+def _inference(
+    x: Tensor, weight: Tensor, bias: Tensor, groups: int, eps: float, canvas: Canvas, relu: bool
+) -> Tensor:
+    """The forward alone, nothing saved (no autograd node): what inference needs."""
+    with torch.autocast(x.device.type, enabled=False):
+        x = x.to(canvas.dtype)
+        y = torch.zeros_like(x, memory_format=torch.contiguous_format)
+        n, c = x.shape[:2]
+        for (rows, cols), (h, w) in zip(canvas.windows, canvas.layout.sizes, strict=True):
+            level, out = x[:, :, rows, cols], y[:, :, rows, cols]
+            if c == groups and h * w == 1:
+                out.copy_(bias.view(1, c, 1, 1).expand_as(out))
+                if relu:
+                    out.clamp_min_(0)
+                continue
+            z = aten.native_group_norm(level.contiguous(), weight, bias, n, c, h * w, groups, eps)
+            torch.clamp_min(z[0], 0, out=out) if relu else out.copy_(z[0])
+    return y
+
+
 def canvas_group_norm(
     x: Tensor, weight: Tensor, bias: Tensor, groups: int, eps: float, canvas: Canvas, relu: bool
 ) -> Tensor:
     """GroupNorm(groups, eps) with affine ``weight``, ``bias`` [C] (then ReLU if ``relu``) of
     each level of the canvas ``x`` [N, C, H, W] -> [N, C, H, W], zero on the borders."""
-    return _CanvasGroupNorm.apply(x, weight, bias, groups, eps, canvas, relu)
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or bias.requires_grad):
+        return _CanvasGroupNorm.apply(x, weight, bias, groups, eps, canvas, relu)
+    return _inference(x, weight, bias, groups, eps, canvas, relu)
