@@ -14,7 +14,7 @@ from fad.viz.figure_files import write_figure
 
 def study_figure(comparison: dict[str, Any], title: str) -> Figure:
     """Columns: random genotypes, searched heads, standard head, the paper's genotype."""
-    figure = Figure(figsize=(6.4, 4.0))
+    figure = Figure(figsize=(7.6, 4.0))
     FigureCanvasAgg(figure)
     ax = figure.subplots()
     mean, std = comparison["random_mean"], comparison["random_std"]
@@ -33,7 +33,7 @@ def study_figure(comparison: dict[str, Any], title: str) -> Figure:
     ax.set_xticks(range(len(columns)), [c[0] for c in columns], fontsize=8)
     ax.set_ylabel("COCO AP")
     ax.set_title(title, fontsize=10)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # off the points
     ax.grid(axis="y", alpha=0.3)
     figure.tight_layout()
     return figure
