@@ -17,6 +17,12 @@ OPS = SPACES["released"]
 W, C = 32, 32
 
 
+def _small_search_spec(**kwargs: object) -> TowerSpec:
+    """Search towers of one cell of 2 nodes on W channels, edges of C."""
+    tower = CellTowerSpec(num_cells=1, num_nodes=2, edge_channels=C)
+    return TowerSpec(mode="search", channels=W, box=tower, cls=tower, **kwargs)
+
+
 @pytest.mark.parametrize("repshare", [True, False])
 def test_an_edge_with_active_ops_equals_the_full_edge_with_the_others_weighted_zero(repshare):
     torch.manual_seed(0)
@@ -79,14 +85,7 @@ def test_softmax_relaxation_is_darts_and_derivation_ranks_by_edge_weight():
 
 
 def test_a_sampling_tower_draws_once_for_all_levels_and_edge_normalisation_adds_betas():
-    spec = TowerSpec(
-        mode="search",
-        channels=W,
-        box=CellTowerSpec(num_cells=1, num_nodes=2, edge_channels=C),
-        cls=CellTowerSpec(num_cells=1, num_nodes=2, edge_channels=C),
-        edge_normalization=True,
-        partial_channels=2,
-    )
+    spec = _small_search_spec(edge_normalization=True, partial_channels=2)
     tower = build_tower(spec, "box")
     assert len(alphas(tower)) == 4  # 2 alphas + 2 betas
     calls = []
@@ -97,14 +96,7 @@ def test_a_sampling_tower_draws_once_for_all_levels_and_edge_normalisation_adds_
 
 
 def test_a_search_without_none_and_decouple_convs_starting_as_the_identity():
-    spec = TowerSpec(
-        mode="search",
-        channels=W,
-        box=CellTowerSpec(num_cells=1, num_nodes=2, edge_channels=C),
-        cls=CellTowerSpec(num_cells=1, num_nodes=2, edge_channels=C),
-        search_none=False,
-        decouple_init="identity",
-    )
+    spec = _small_search_spec(search_none=False, decouple_init="identity")
     tower = build_tower(spec, "box")
     assert "none" not in tower.op_names and tower.alphas[0].shape == (2, len(OPS) - 1)
     tower.genotype()  # derived without a 'none' column
@@ -119,13 +111,7 @@ def test_a_search_without_none_and_decouple_convs_starting_as_the_identity():
 
 
 def test_fixed_op_scales_freeze_every_op_norm_and_decouple_but_not_the_alphas():
-    spec = TowerSpec(
-        mode="search",
-        channels=W,
-        box=CellTowerSpec(num_cells=1, num_nodes=2, edge_channels=C),
-        cls=CellTowerSpec(num_cells=1, num_nodes=2, edge_channels=C),
-        search_affine=False,
-    )
+    spec = _small_search_spec(search_affine=False)
     tower = build_tower(spec, "box")
     edge = tower.cells[0].nodes[0][0]
     frozen = [n for n, p in edge.named_parameters() if not p.requires_grad]
