@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from fad.errors import FadError
+from fad.runtime.distributed import leave_process_group
 
 COMMANDS = (
     "train",
@@ -79,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"fad {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        leave_process_group()
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from fad.cli import COMMANDS, build_parser
+from fad.cli import COMMANDS, build_parser, main
 
 
 def test_every_listed_command_is_registered() -> None:
@@ -43,3 +43,17 @@ def test_parse_size_reads_height_then_width() -> None:
 
     assert parse_size("100X152") == (100, 152)
     assert parse_size("800x1333", 32, 4096) == (800, 1333)
+
+
+@pytest.mark.parametrize(
+    "argv", [["config", "--config-file", "missing.yaml"], ["genotype", "show", "paper"]]
+)
+def test_every_command_leaves_its_process_group_before_returning(argv, monkeypatch, capsys):
+    """A gloo group left to the interpreter's teardown can abort a torchrun rank after its work."""
+    import fad.runtime.distributed as distributed
+
+    left = []
+    monkeypatch.setattr(distributed, "is_distributed", lambda: True)
+    monkeypatch.setattr(distributed.dist, "destroy_process_group", lambda: left.append(True))
+    main(argv)  # an error or a success alike
+    assert left == [True]

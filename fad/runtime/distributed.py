@@ -50,6 +50,14 @@ def init_from_env(local_rank: int | None = None) -> torch.device:
     return device
 
 
+def leave_process_group() -> None:
+    """Destroy the process group (if any) before the interpreter exits: a gloo group left to
+    the interpreter's teardown can abort the process ("terminate called without an active
+    exception") after its work is done."""
+    if is_distributed():
+        dist.destroy_process_group()
+
+
 def synchronize() -> None:
     if is_distributed() and get_world_size() > 1:
         dist.barrier()
