@@ -81,10 +81,10 @@ def fix_op_scales(module: nn.Module) -> None:
     search ops): each GroupNorm's affine frozen at (1, 0), each RepShare decouple 1x1 frozen as
     the identity.
 
-    With a learned scale after an op's last normalisation the network can undo any change of
-    the op's softmax weight (the product weight x scale is what the loss sees), so in a one-level
-    search the alphas are pulled back towards where the weights have settled; with the scales
-    fixed the op weight alone sets each op's share of the edge.
+    With a learned scale after an op's last normalisation the network can undo a change of the
+    op's softmax weight (the product weight x scale is what the loss sees); with the scales fixed
+    the op weight alone sets each op's share of the edge. (On the embedded default this was not
+    what held the alphas near uniform: docs/search.md.)
     """
     decouple_as_identity(module)
     for mixed in module.modules():

@@ -42,6 +42,20 @@ def _level_forward(
     return saved
 
 
+def _normalise_levels(
+    x: Tensor, weight: Tensor, bias: Tensor, groups: int, eps: float, canvas: Canvas, relu: bool
+) -> tuple[Tensor, list[list[Tensor]]]:
+    """The output canvas and, per level, what its backward needs (in float32 under autocast)."""
+    with torch.autocast(x.device.type, enabled=False):  # float32, as autocast's GroupNorm
+        x = x.to(canvas.dtype)
+        y = torch.zeros_like(x, memory_format=torch.contiguous_format)
+        saved = [
+            _level_forward(level, out, weight, bias, groups, eps, relu)
+            for level, out in zip(canvas.unpack(x), canvas.unpack(y), strict=True)
+        ]
+    return y, saved
+
+
 class _CanvasGroupNorm(torch.autograd.Function):
     """y = gamma * (x - mean) / sqrt(var + eps) + beta per (image, group, level), optionally
     relu'd; zero on the borders. x: [N, C, H, W] (borders ignored)."""
@@ -57,13 +71,7 @@ class _CanvasGroupNorm(torch.autograd.Function):
         canvas: Canvas,
         relu: bool,
     ) -> Tensor:
-        with torch.autocast(x.device.type, enabled=False):  # float32, as autocast's GroupNorm
-            x = x.to(canvas.dtype)
-            y = torch.zeros_like(x, memory_format=torch.contiguous_format)
-            saved = [
-                _level_forward(level, out, weight, bias, groups, eps, relu)
-                for level, out in zip(canvas.unpack(x), canvas.unpack(y), strict=True)
-            ]
+        y, saved = _normalise_levels(x, weight, bias, groups, eps, canvas, relu)
         ctx.groups, ctx.canvas, ctx.relu = groups, canvas, relu
         ctx.counts = [len(s) for s in saved]
         ctx.save_for_backward(weight, y, *(t for s in saved for t in s))
@@ -107,26 +115,6 @@ class _CanvasGroupNorm(torch.autograd.Function):
         )
 
 
-def _inference(
-    x: Tensor, weight: Tensor, bias: Tensor, groups: int, eps: float, canvas: Canvas, relu: bool
-) -> Tensor:
-    """The forward alone, nothing saved (no autograd node): what inference needs."""
-    with torch.autocast(x.device.type, enabled=False):
-        x = x.to(canvas.dtype)
-        y = torch.zeros_like(x, memory_format=torch.contiguous_format)
-        n, c = x.shape[:2]
-        for (rows, cols), (h, w) in zip(canvas.windows, canvas.layout.sizes, strict=True):
-            level, out = x[:, :, rows, cols], y[:, :, rows, cols]
-            if c == groups and h * w == 1:
-                out.copy_(bias.view(1, c, 1, 1).expand_as(out))
-                if relu:
-                    out.clamp_min_(0)
-                continue
-            z = aten.native_group_norm(level.contiguous(), weight, bias, n, c, h * w, groups, eps)
-            torch.clamp_min(z[0], 0, out=out) if relu else out.copy_(z[0])
-    return y
-
-
 def canvas_group_norm(
     x: Tensor, weight: Tensor, bias: Tensor, groups: int, eps: float, canvas: Canvas, relu: bool
 ) -> Tensor:
@@ -134,4 +122,4 @@ def canvas_group_norm(
     each level of the canvas ``x`` [N, C, H, W] -> [N, C, H, W], zero on the borders."""
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or bias.requires_grad):
         return _CanvasGroupNorm.apply(x, weight, bias, groups, eps, canvas, relu)
-    return _inference(x, weight, bias, groups, eps, canvas, relu)
+    return _normalise_levels(x, weight, bias, groups, eps, canvas, relu)[0]  # no autograd node
