@@ -69,7 +69,7 @@ def test_the_expected_cost_of_decided_alphas_is_their_genotypes_cost():
                 alpha.zero_()[:, tower.op_names.index(COSTLY)] = 50.0  # every edge: COSTLY
     same = {role: _genotype([COSTLY] * 4) for role in ("box", "cls")}
     with torch.no_grad():
-        assert float(costs.expected(towers)) == pytest.approx(costs.of_genotypes(same), rel=1e-6)
+        assert costs.expected(towers).item() == pytest.approx(costs.of_genotypes(same), rel=1e-6)
 
 
 def test_the_penalty_is_zero_under_the_budget_and_moves_alphas_to_cheaper_ops_above():
@@ -77,16 +77,16 @@ def test_the_penalty_is_zero_under_the_budget_and_moves_alphas_to_cheaper_ops_ab
     costs = cost_model(cfg, 3)
     model = build_detector(cfg, 3, None, load_weights=False)
     towers = list(search_towers(model))
-    expected = float(costs.expected(towers)) / 1e9
-    assert float(Budget(2 * expected, 1.0, costs).penalty(towers)) == 0.0
+    expected = costs.expected(towers).item() / 1e9
+    assert Budget(2 * expected, 1.0, costs).penalty(towers).item() == 0.0
     budget = Budget(expected / 2, 1.0, costs)
-    assert float(budget.penalty(towers)) == pytest.approx(1.0, rel=1e-4)
+    assert budget.penalty(towers).item() == pytest.approx(1.0, rel=1e-4)
     optimizer = torch.optim.Adam(alphas(model), lr=0.05)
     for _ in range(20):
         optimizer.zero_grad()
         budget.penalty(towers).backward()
         optimizer.step()
-    assert float(costs.expected(towers)) / 1e9 < 0.8 * expected
+    assert costs.expected(towers).item() / 1e9 < 0.8 * expected
     box = towers[0]
     weights = torch.softmax(box.alphas[0].detach(), -1)[0]
     assert weights[box.op_names.index(CHEAP)] > weights[box.op_names.index(COSTLY)]
