@@ -32,6 +32,7 @@ from fad.demo import (
     stage_config,
 )
 from fad.errors import FadError
+from fad.evaluation.genotype_effect import effect_sentence
 from fad.evaluation.stats import paired_interval
 from fad.runtime.atomic import atomic_write_text
 from fad.search.history import genotype_edges
@@ -227,6 +228,7 @@ def add_random_control(
 def random_control_lines(control: dict[str, Any]) -> list[str]:
     """The random control's section of a study's markdown."""
     c = control["comparison"]
+    seeds = control.get("training_seeds") or [control["training_seed"]]
     lines = [
         "",
         f"## Random control: {len(c['random_ap'])} genotypes drawn uniformly from the space"
@@ -236,9 +238,9 @@ def random_control_lines(control: dict[str, Any]) -> list[str]:
             else ""
         ),
         "",
-        "Trained exactly as the searched heads (same config, budget, backbone), with seed "
-        f"{control['training_seed']}. Random genotypes: AP {c['random_mean']:.3f} ± "
-        f"{c['random_std']:.3f}."
+        "Trained exactly as the searched heads (same config, budget, backbone), with seed"
+        + (f" {seeds[0]}" if len(seeds) == 1 else "s " + ", ".join(map(str, seeds)) + " (mean)")
+        + f". Random genotypes: AP {c['random_mean']:.3f} ± {c['random_std']:.3f}."
         + (f" The paper's genotype: {c['paper_ap']:.3f}." if c["paper_ap"] is not None else "")
         + (
             " Standard head: " + ", ".join(f"{ap:.3f}" for ap in c["standard_ap"]) + "."
@@ -246,6 +248,8 @@ def random_control_lines(control: dict[str, Any]) -> list[str]:
             else ""
         ),
     ]
+    if c.get("genotype_effect"):
+        lines += ["", effect_sentence(c["genotype_effect"])]
     if c["searched_ap"]:
         verdict = "beats" if c["beats_random_by_one_std"] else "does not beat"
         in_std = c["improvement_in_std"]
@@ -266,9 +270,14 @@ def random_control_lines(control: dict[str, Any]) -> list[str]:
         "|---|---:|---:|---:|",
     ]
     for name, record in control["records"].items():
-        lines.append(
-            f"| {name} | {record['AP']:.3f} | {record['AP50']:.3f} | {record['head_gflops']:.3f} |"
-        )
+        ap = f"{record['AP']:.3f}"
+        if "AP_per_seed" in record:
+            ap += (
+                f" ± {record['AP_std']:.3f} ("
+                + ", ".join(f"{v:.3f}" for v in record["AP_per_seed"])
+                + ")"
+            )
+        lines.append(f"| {name} | {ap} | {record['AP50']:.3f} | {record['head_gflops']:.3f} |")
     return lines
 
 

@@ -5,7 +5,10 @@ as the searched head, and where the searched head ranks among them (Yang et al.,
 (`fad.search_space.random_genotype`, seeded), trains each with the FAD head config, budget,
 backbone and seed the searched head was trained with, into ``OUT/random_<i>`` (a finished one is
 read back, so a killed study goes on where it stopped), and the paper's genotype once as a fixed
-reference (``OUT/paper``). `compare` puts the searched heads beside them: AP of each, mean ± std
+reference (``OUT/paper``). With training `seeds`, each genotype is trained once per seed into
+``OUT/<name>/seed_<s>``, its record carries the AP per seed and their mean, and the comparison
+says whether the genotypes differ more than the seeds do (`fad.evaluation.genotype_effect`). `compare` puts
+the searched heads beside them: AP of each, mean ± std
 of the random ones, the searched heads' improvement over the random mean (in APs and in standard
 deviations of the random ones), their rank, and the standard head.
 """
@@ -27,6 +30,7 @@ from fad.demo import head_cost, read_json
 from fad.engine.train import run_training
 from fad.engine.trained_model import TrainedModel
 from fad.errors import FadError
+from fad.evaluation.genotype_effect import genotype_effect
 from fad.modeling.build import head_section
 from fad.runtime.atomic import atomic_write_text
 from fad.search.budget import cost_model
@@ -119,6 +123,32 @@ def train_genotype(
     return record
 
 
+def train_over_seeds(
+    folder: Path,
+    genotypes: tuple[Genotype, Genotype],
+    config: Callable[..., Any],
+    size: tuple[int, int],
+    seeds: Sequence[int] | None,
+) -> dict[str, Any]:
+    """`train_genotype` into `folder` (no `seeds`), or once per seed into ``folder/seed_<s>``
+    (`config(folder, seed)`): the record of the first seed with the APs per seed
+    (``AP_per_seed``...), their means as AP, AP50, AP75 and their std as ``AP_std``."""
+    if not seeds:
+        return train_genotype(folder, genotypes, config, size)
+    runs = [
+        train_genotype(folder / f"seed_{s}", genotypes, lambda f, s=s: config(f, s), size)
+        for s in seeds
+    ]
+    record = {k: v for k, v in runs[0].items() if k != "config_sha256"}
+    for key in ("AP", "AP50", "AP75"):
+        record[f"{key}_per_seed"] = [run[key] for run in runs]
+        record[key] = statistics.fmean(record[f"{key}_per_seed"])
+    record["AP_std"] = statistics.stdev(record["AP_per_seed"]) if len(runs) > 1 else 0.0
+    record["seeds"] = list(seeds)
+    record["train_seconds"] = sum(run["train_seconds"] for run in runs)
+    return record
+
+
 def _digest(cfg: Any) -> str:
     """The sha256 of a config's YAML dump: what a finished result must have been trained with."""
     return hashlib.sha256(cfg.dump().encode()).hexdigest()
@@ -131,19 +161,21 @@ def run_random_control(
     num: int,
     size: tuple[int, int],
     max_gflops: float = 0.0,
+    seeds: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Train `num` random genotypes and the paper's (see the module doc); their records.
-    `config(folder)` is the FAD head's training config writing into `folder`; `max_gflops` > 0
-    draws only genotypes whose head costs at most that (the searched head's budget)."""
+    `config(folder[, seed])` is the FAD head's training config writing into `folder`;
+    `max_gflops` > 0 draws only genotypes whose head costs at most that (the searched head's
+    budget); `seeds`: train each genotype once per training seed."""
     cfg = config(out)
     num_nodes, space = fad_space(cfg)
     accept = within_budget(cfg, max_gflops) if max_gflops > 0 else None
     records = {}
     for i, pair in enumerate(draw_genotypes(num, num_nodes, space, accept=accept)):
         log.info("random control: genotype %d of %d -> %s", i + 1, num, out / f"random_{i}")
-        records[f"random_{i}"] = train_genotype(out / f"random_{i}", pair, config, size)
+        records[f"random_{i}"] = train_over_seeds(out / f"random_{i}", pair, config, size, seeds)
     log.info("random control: the paper's genotype -> %s", out / "paper")
-    records[PAPER] = train_genotype(out / "paper", PRESETS["paper"], config, size)
+    records[PAPER] = train_over_seeds(out / "paper", PRESETS["paper"], config, size, seeds)
     return records
 
 
@@ -151,11 +183,19 @@ def compare(
     random: dict[str, dict[str, Any]], searched: Sequence[float], standard: Sequence[float]
 ) -> dict[str, Any]:
     """The searched heads' APs (one per seed) against the random genotypes' and the standard
-    head's: mean ± std, improvement over the random mean, in stds, and rank among random."""
+    head's: mean ± std, improvement over the random mean, in stds, and rank among random. Random
+    records trained with several seeds (``AP_per_seed``) count by their mean AP, and add the
+    genotype-vs-seed analysis (``genotype_effect``)."""
     random_ap = [r["AP"] for name, r in random.items() if name != PAPER]
+    per_seed = {n: r["AP_per_seed"] for n, r in random.items() if n != PAPER and "AP_per_seed" in r}
+    seeded = len(per_seed) == len(random_ap) and len({len(v) for v in per_seed.values()}) == 1
+    effect = (
+        genotype_effect(per_seed) if seeded and len(next(iter(per_seed.values()))) > 1 else None
+    )
     mean = statistics.fmean(random_ap)
     std = statistics.stdev(random_ap) if len(random_ap) > 1 else 0.0
-    searched_mean = statistics.fmean(searched)
+    searched_mean = statistics.fmean(searched) if searched else None
+    improvement = None if searched_mean is None else searched_mean - mean
     return {
         "random_ap": random_ap,
         "random_mean": mean,
@@ -164,10 +204,11 @@ def compare(
         "searched_mean": searched_mean,
         "standard_ap": list(standard),
         "paper_ap": random[PAPER]["AP"] if PAPER in random else None,
-        "improvement": searched_mean - mean,
-        "improvement_in_std": (searched_mean - mean) / std if std > 0 else None,
+        "improvement": improvement,
+        "improvement_in_std": improvement / std if improvement is not None and std > 0 else None,
         "ranks": [1 + sum(r > ap for r in random_ap) for ap in searched],
-        "beats_random_by_one_std": std > 0 and searched_mean - mean > std,
+        "beats_random_by_one_std": improvement is not None and std > 0 and improvement > std,
+        "genotype_effect": effect,
     }
 
 
@@ -178,27 +219,32 @@ def run_study(
     num: int,
     searched: dict[str, Genotype] | None,
     max_gflops: float = 0.0,
+    seeds: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """`fad study random`: `num` random genotypes, the paper's and (if given) the searched one,
-    each trained with `config_file` + `opts` into `out`; the comparison, written as
-    ``random_study.json`` with its picture, and returned."""
+    each trained with `config_file` + `opts` (once per training seed in `seeds`, if given) into
+    `out`; the comparison, written as ``random_study.json`` with its picture, and returned."""
 
-    def config(folder: Path):
-        return load_config(config_file, [*opts, "OUTPUT_DIR", str(folder)])
+    def config(folder: Path, seed: int | None = None):
+        seeded = [] if seed is None else ["SEED", str(seed)]
+        return load_config(config_file, [*opts, *seeded, "OUTPUT_DIR", str(folder)])
 
     cfg = config(out)
     size = (cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
-    records = run_random_control(out, config, num=num, size=size, max_gflops=max_gflops)
+    records = run_random_control(
+        out, config, num=num, size=size, max_gflops=max_gflops, seeds=seeds
+    )
     found = []
     if searched is not None:
         pair = (searched["box"], searched["cls"])
-        records["searched"] = train_genotype(out / "searched", pair, config, size)
-        found = [records["searched"]["AP"]]
+        records["searched"] = train_over_seeds(out / "searched", pair, config, size, seeds)
+        found = records["searched"].get("AP_per_seed", [records["searched"]["AP"]])
     comparison = compare({k: v for k, v in records.items() if k != "searched"}, found, [])
     study = {
         "comparison": comparison,
         "records": records,
         "training_seed": cfg.SEED,
+        "training_seeds": list(seeds) if seeds else [cfg.SEED],
         "max_gflops": max_gflops or None,
     }
     atomic_write_text(out / "random_study.json", json.dumps(study, indent=1) + "\n")

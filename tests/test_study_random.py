@@ -38,6 +38,25 @@ def test_compare_ranks_the_searched_heads_among_the_random_ones():
     assert "does not beat the random mean by more than one standard deviation: +0.015 AP" in text
 
 
+def test_compare_with_seeds_counts_each_genotype_by_its_mean_and_tests_the_genotype_effect():
+    records = _records([0.0, 0.0, 0.0], paper=0.7)
+    for record, aps in zip(records.values(), ([0.60, 0.62], [0.70, 0.72], [0.80, 0.82])):
+        record.update(AP=sum(aps) / 2, AP_per_seed=aps, AP_std=0.014)
+    c = compare(records, searched=[0.90, 0.88], standard=[])
+    assert c["random_ap"] == pytest.approx([0.61, 0.71, 0.81])
+    assert c["ranks"] == [1, 1] and c["beats_random_by_one_std"]
+    effect = c["genotype_effect"]
+    assert effect["genotypes"] == 3 and effect["seeds"] == 2  # the paper's is not a random one
+    assert effect["seed_std"] == pytest.approx(0.01414, abs=1e-4)
+    control = {"comparison": c, "records": records, "training_seed": 0, "training_seeds": [0, 1]}
+    text = "\n".join(random_control_lines(control))
+    assert "with seeds 0, 1 (mean)" in text and "Genotype vs training seed (3 random" in text
+    assert "| random_1 | 0.710 ± 0.014 (0.700, 0.720) |" in text
+    assert compare(_records([0.6, 0.62], 0.9), [0.7], [])["genotype_effect"] is None
+    alone = compare(records, searched=[], standard=[])  # a study without a searched head
+    assert alone["searched_mean"] is None and not alone["beats_random_by_one_std"]
+
+
 def test_draws_are_fixed_and_follow_the_configured_nodes():
     first = draw_genotypes(3, {"box": 2, "cls": 3}, "released")
     assert [str(g) for pair in first for g in pair] == [
@@ -99,3 +118,35 @@ def test_fad_study_random_trains_and_ranks_end_to_end(tiny_opts, shapes_config, 
     error = capsys.readouterr().err.strip()
     assert "random_0/result.json: trained with another" in error and "\n" not in error
     assert (out / "random_0" / "result.json").stat().st_mtime_ns == before
+
+
+@pytest.mark.slow
+def test_fad_study_random_with_seeds_trains_each_genotype_per_seed(
+    tiny_opts, shapes_config, tmp_path, capsys
+):
+    out = tmp_path / "study"
+    config = shapes_config.parent / "fad_imprv_R_18_FPN.yaml"
+    opts = [
+        *tiny_opts,
+        "MODEL.WEIGHT", "",
+        "MODEL.BACKBONE.FREEZE_FPN", "False",
+        "MODEL.FAD.NUM_CELLS_BOX", "1",
+        "MODEL.FAD.NUM_CELLS_CLS", "1",
+        "SOLVER.MAX_ITER", "2",
+        "MODEL.FCOS.INFERENCE_TH", "0.0",
+    ]  # fmt: skip
+    args = ["study", "random", "--config-file", str(config), "--num", "2", "--out", str(out)]
+    assert main([*args, "--seeds", "3,4", *opts]) == 0
+    study = json.loads((out / "random_study.json").read_text())
+    assert study["training_seeds"] == [3, 4]
+    for name in ("random_0", "random_1", "paper"):
+        for seed in (3, 4):
+            run = out / name / f"seed_{seed}" / "run"
+            assert (run / "model_final.pth").is_file()
+            assert load_config(str(run / "config.yaml")).SEED == seed
+    record = study["records"]["random_0"]
+    assert len(record["AP_per_seed"]) == 2 and record["seeds"] == [3, 4]
+    assert study["comparison"]["genotype_effect"]["seeds"] == 2
+    assert "Genotype vs training seed (2 random genotypes x 2 seeds)" in capsys.readouterr().out
+    assert main([*args, "--seeds", "3,x", *opts]) == 2
+    assert "--seeds '3,x': 'x' is not an integer seed" in capsys.readouterr().err

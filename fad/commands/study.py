@@ -1,4 +1,5 @@
-"""`fad study random --config-file C --num N [--genotype-file G] [--out DIR] [KEY VALUE ...]`"""
+"""`fad study random --config-file C --num N [--seeds S,..] [--genotype-file G] [--out DIR]
+[KEY VALUE ...]`"""
 
 from __future__ import annotations
 
@@ -25,6 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="draw only genotypes whose trained head costs at most G GFLOPs (the searched "
         "head's SOLVER.SEARCH.COST_BUDGET: a control of the same cost); 0: any",
     )
+    r.add_argument(
+        "--seeds",
+        default="",
+        metavar="S1,S2,...",
+        help="train every genotype once per training seed (e.g. 0,1,2) and test whether the "
+        "genotypes differ more than the seeds do; default: the config's SEED, once",
+    )
     add_genotype_args(r)
     add_config_args(r)
     r.set_defaults(func=run)
@@ -34,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from fad.commands.common import genotypes_from_args
-    from fad.demo_seeds import random_control_lines
+    from fad.demo_seeds import parse_seeds, random_control_lines
     from fad.errors import FadError
     from fad.runtime.atomic import check_writable_folder
     from fad.runtime.logger import setup_logger
@@ -46,10 +54,13 @@ def run(args: argparse.Namespace) -> int:
         raise FadError("--config-file: the FAD head's training config is required")
     if not 0 <= args.max_gflops < float("inf"):
         raise FadError(f"--max-gflops must be a finite number >= 0, got {args.max_gflops}")
+    seeds = parse_seeds(args.seeds) if args.seeds else None
     out = Path(args.out)
     check_writable_folder(out, "--out")
     setup_logger(out)
     searched = genotypes_from_args(args)
-    study = run_study(args.config_file, args.opts or [], out, args.num, searched, args.max_gflops)
+    study = run_study(
+        args.config_file, args.opts or [], out, args.num, searched, args.max_gflops, seeds
+    )
     print("\n".join(random_control_lines(study)))
     return 0

@@ -13,6 +13,8 @@ from torch import nn
 from fad.errors import FadError
 from fad.search_space.fused.canvas import Canvas, plan_layout
 from fad.search_space.genotype import PRESETS
+from fad.search_space.ops import space_ops
+from fad.search_space.random_genotype import sample_genotype
 from fad.search_space.paths import use_compute_path
 from fad.search_space.relaxation import GumbelSample, NodeWeights, softmax_relaxation
 from fad.search_space.towers import CellTowerSpec, SearchTower, Tower, TowerSpec, build_towers
@@ -98,6 +100,24 @@ def test_fused_equals_plain_in_float64(name: str) -> None:
 def test_fused_equals_plain_in_float32(name: str) -> None:
     torch.manual_seed(0)
     _assert_equal(list(build_towers(TOWERS[name])), torch.float32)
+
+
+@pytest.mark.parametrize("draw", [0, 1, 2])
+def test_random_genotypes_with_narrow_edges_equal_plain(draw: int) -> None:
+    """A genotype cell's edges run batched by wave and unit kind: random genotypes (edges that
+    read other nodes, every op of the space with the r3 suffix) and 1x1 widen/narrow convs
+    (edges 64 wide in 32-wide nodes) give the plain cell's outputs and gradients."""
+    g = torch.Generator().manual_seed(draw)
+    ops = space_ops("with_r3")
+    box, cls = (
+        CellTowerSpec(
+            num_cells=2, num_nodes=3, edge_channels=64, genotype=sample_genotype(3, ops, g)
+        )
+        for _ in range(2)
+    )
+    torch.manual_seed(draw)
+    spec = TowerSpec(mode="genotype", channels=W, num_convs=2, box=box, cls=cls, space="with_r3")
+    _assert_equal(list(build_towers(spec)), torch.float64)
 
 
 @pytest.mark.parametrize("partial", [1, 2])
