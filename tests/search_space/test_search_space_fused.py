@@ -14,8 +14,8 @@ from fad.errors import FadError
 from fad.search_space.fused.canvas import Canvas, plan_layout
 from fad.search_space.genotype import PRESETS
 from fad.search_space.ops import space_ops
-from fad.search_space.random_genotype import sample_genotype
 from fad.search_space.paths import use_compute_path
+from fad.search_space.random_genotype import sample_genotype
 from fad.search_space.relaxation import GumbelSample, NodeWeights, softmax_relaxation
 from fad.search_space.towers import CellTowerSpec, SearchTower, Tower, TowerSpec, build_towers
 
