@@ -209,6 +209,7 @@ def compare(
         "ranks": [1 + sum(r > ap for r in random_ap) for ap in searched],
         "beats_random_by_one_std": improvement is not None and std > 0 and improvement > std,
         "genotype_effect": effect,
+        "random_ap_per_seed": list(per_seed.values()) if seeded else None,
     }
 
 
@@ -248,5 +249,6 @@ def run_study(
         "max_gflops": max_gflops or None,
     }
     atomic_write_text(out / "random_study.json", json.dumps(study, indent=1) + "\n")
-    plot_study(comparison, out / "random_control", f"AP of {num} random genotypes")
+    title = f"AP of {num} random genotypes" + (f" x {len(seeds)} training seeds" if seeds else "")
+    plot_study(comparison, out / "random_control", title)
     return study

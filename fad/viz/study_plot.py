@@ -1,5 +1,6 @@
 """The random control as a picture: the AP of every head trained, the searched ones marked, the
-random genotypes' mean and ± one standard deviation drawn in as the reference."""
+random genotypes' mean and ± one standard deviation drawn in as the reference; with several
+training seeds per genotype, each random genotype's seeds as small rings joined to its mean."""
 
 from __future__ import annotations
 
@@ -30,6 +31,15 @@ def study_figure(comparison: dict[str, Any], title: str) -> Figure:
     for x, (_, values, marker, color) in enumerate(columns):
         offsets = [x + 0.08 * (i - (len(values) - 1) / 2) for i in range(len(values))]
         ax.scatter(offsets, values, marker=marker, color=color, s=90 if marker == "*" else 40)
+        if x == 0 and comparison.get("random_ap_per_seed"):
+            per_seed = comparison["random_ap_per_seed"]
+            for i, (offset, seeds) in enumerate(zip(offsets, per_seed, strict=True)):
+                ax.vlines(offset, min(seeds), max(seeds), color="0.6", linewidth=1)
+                label = "a random genotype's training seeds" if i == 0 else None
+                ax.scatter(
+                    [offset] * len(seeds), seeds, s=14, facecolors="none", edgecolors="0.5",
+                    label=label,
+                )  # fmt: skip
     ax.set_xticks(range(len(columns)), [c[0] for c in columns], fontsize=8)
     ax.set_ylabel("COCO AP")
     ax.set_title(title, fontsize=10)
