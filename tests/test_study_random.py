@@ -86,9 +86,8 @@ def test_draws_within_a_budget_cost_at_most_the_budget_and_an_impossible_one_is_
         draw_genotypes(2, nodes, "released", accept=within_budget(cfg, 1e-6))
 
 
-@pytest.mark.slow
-def test_fad_study_random_trains_and_ranks_end_to_end(tiny_opts, shapes_config, tmp_path, capsys):
-    out = tmp_path / "study"
+def _study(tiny_opts: list[str], shapes_config, out) -> tuple[list[str], list[str]]:
+    """Overrides for tiny trainings of one-cell FAD heads, and `fad study random` of 2 genotypes."""
     config = shapes_config.parent / "fad_imprv_R_18_FPN.yaml"
     opts = [
         *tiny_opts,
@@ -99,7 +98,13 @@ def test_fad_study_random_trains_and_ranks_end_to_end(tiny_opts, shapes_config, 
         "SOLVER.MAX_ITER", "2",
         "MODEL.FCOS.INFERENCE_TH", "0.0",
     ]  # fmt: skip
-    args = ["study", "random", "--config-file", str(config), "--num", "2", "--out", str(out)]
+    return opts, ["study", "random", "--config-file", str(config), "--num", "2", "--out", str(out)]
+
+
+@pytest.mark.slow
+def test_fad_study_random_trains_and_ranks_end_to_end(tiny_opts, shapes_config, tmp_path, capsys):
+    out = tmp_path / "study"
+    opts, args = _study(tiny_opts, shapes_config, out)
     assert main([*args, "--genotype", "alt", *opts]) == 0
     study = json.loads((out / "random_study.json").read_text())
     assert set(study["records"]) == {"random_0", "random_1", PAPER, "searched"}
@@ -125,17 +130,7 @@ def test_fad_study_random_with_seeds_trains_each_genotype_per_seed(
     tiny_opts, shapes_config, tmp_path, capsys
 ):
     out = tmp_path / "study"
-    config = shapes_config.parent / "fad_imprv_R_18_FPN.yaml"
-    opts = [
-        *tiny_opts,
-        "MODEL.WEIGHT", "",
-        "MODEL.BACKBONE.FREEZE_FPN", "False",
-        "MODEL.FAD.NUM_CELLS_BOX", "1",
-        "MODEL.FAD.NUM_CELLS_CLS", "1",
-        "SOLVER.MAX_ITER", "2",
-        "MODEL.FCOS.INFERENCE_TH", "0.0",
-    ]  # fmt: skip
-    args = ["study", "random", "--config-file", str(config), "--num", "2", "--out", str(out)]
+    opts, args = _study(tiny_opts, shapes_config, out)
     assert main([*args, "--seeds", "3,4", *opts]) == 0
     study = json.loads((out / "random_study.json").read_text())
     assert study["training_seeds"] == [3, 4]
