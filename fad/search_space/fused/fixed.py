@@ -52,12 +52,19 @@ class _Edge:
     flow: Flow | None = field(default=None)
 
 
+def _is_pointwise(module: nn.Module) -> bool:
+    """An identity or a 1x1 conv of one group (what `_pointwise_batch` runs)."""
+    if isinstance(module, nn.Identity):
+        return True
+    return isinstance(module, nn.Conv2d) and module.kernel_size == (1, 1) and module.groups == 1
+
+
 def _edge(node: int, position: int, source: int, module: nn.Module) -> _Edge | None:
     """The parts of a `build_fixed_edge` chain (None: not of that shape, run as a chain)."""
     parts = list(module.children()) if isinstance(module, nn.Sequential) else []
     if len(parts) != 3 or not isinstance(parts[1], StackedOp):
         return None
-    if not all(isinstance(p, nn.Identity | nn.Conv2d) for p in (parts[0], parts[2])):
+    if not all(_is_pointwise(p) for p in (parts[0], parts[2])):
         return None
     return _Edge(node, position, source, parts[0], list(parts[1].children()), parts[2])
 
