@@ -7,10 +7,10 @@ backbone and seed the searched head was trained with, into ``OUT/random_<i>`` (a
 read back, so a killed study goes on where it stopped), and the paper's genotype once as a fixed
 reference (``OUT/paper``). With training `seeds`, each genotype is trained once per seed into
 ``OUT/<name>/seed_<s>``, its record carries the AP per seed and their mean, and the comparison
-says whether the genotypes differ more than the seeds do (`fad.evaluation.genotype_effect`). `compare` puts
-the searched heads beside them: AP of each, mean ± std
-of the random ones, the searched heads' improvement over the random mean (in APs and in standard
-deviations of the random ones), their rank, and the standard head.
+says whether the genotypes differ more than the seeds do (`fad.evaluation.genotype_effect`).
+`compare` puts the searched heads beside them: AP of each, mean ± std of the random ones, the
+searched heads' improvement over the random mean (in APs and in standard deviations of the random
+ones), their rank, and the standard head.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ over genotypes (groups) x training seeds (replicates), with a permutation p-valu
 
 A random control ranks a searched head among random genotypes by AP, but one training seed per
 genotype cannot tell a better genotype from a luckier seed: on the embedded default one genotype's
-AP spans ~0.025 over three seeds, as much as the random genotypes' spread. `genotype_effect` puts
+AP moves by ± 0.014 over three seeds (pooled std), more than the random genotypes' means spread. `genotype_effect` puts
 the two side by side: the seeds' spread within a genotype (pooled), the genotypes' spread of their
 mean APs, the spread those means would have from the seeds alone (seed std / sqrt(seeds)), the
 F statistic (between-genotype over within-genotype mean square) and the share of the AP variance
