@@ -38,20 +38,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction | None:
+    return next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+
+
 def _hoist_flags(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
     """Move `--flags` that follow the `KEY VALUE` overrides in front of them.
 
     The original tools took `--skip-test` or `--use-tensorboard` anywhere; argparse's REMAINDER
     would swallow them as overrides. Config keys never start with `--`, so this is unambiguous.
     """
-    if not argv:
-        return argv
-    sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
-    command = sub.choices.get(argv[0]) if sub else None
-    if command is None:
+    depth, command = 0, parser
+    while depth < len(argv):  # descend to the innermost subcommand named (`fad study random`)
+        sub = _subcommands(command)
+        if sub is None or argv[depth] not in sub.choices:
+            break
+        command, depth = sub.choices[argv[depth]], depth + 1
+    if depth == 0:
         return argv
     known = command._option_string_actions
-    head, tail, rest = [argv[0]], [], argv[1:]
+    head, tail, rest = argv[:depth], [], argv[depth:]
     i, in_opts = 0, False
     while i < len(rest):
         token = rest[i]

@@ -6,6 +6,7 @@ import argparse
 
 import pytest
 
+from fad import cli
 from fad.cli import COMMANDS, build_parser, main
 
 
@@ -57,3 +58,17 @@ def test_every_command_leaves_its_process_group_before_returning(argv, monkeypat
     monkeypatch.setattr(distributed.dist, "destroy_process_group", lambda: left.append(True))
     main(argv)  # an error or a success alike
     assert left == [True]
+
+
+def test_flags_after_the_overrides_reach_their_subcommand_nested_or_not(capsys) -> None:
+    parser = cli.build_parser()
+    argv = ["study", "random", "--config-file", "c.yaml", "SEED", "3", "--num", "4", "--help"]
+    hoisted = cli._hoist_flags(parser, argv)
+    assert hoisted[:2] == ["study", "random"] and hoisted[-2:] == ["SEED", "3"]
+    args = parser.parse_args(hoisted[:-3] + hoisted[-2:])  # without --help
+    assert (args.num, args.opts) == (4, ["SEED", "3"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(hoisted)
+    assert capsys.readouterr().out.startswith("usage: fad study random")
+    train = cli._hoist_flags(parser, ["train", "--config-file", "c", "K", "V", "--skip-test"])
+    assert train == ["train", "--config-file", "c", "--skip-test", "K", "V"]
