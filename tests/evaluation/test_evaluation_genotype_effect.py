@@ -57,8 +57,7 @@ def test_a_small_genotype_effect_under_large_seed_shifts_is_found_only_with_seed
     rng = np.random.default_rng(5)
     shifts = np.array([0.0, 0.04, -0.03, 0.02])  # every genotype moves with the seed
     aps = {
-        f"g{i}": list(0.65 + 0.01 * i + shifts + 0.002 * rng.standard_normal(4))
-        for i in range(4)
+        f"g{i}": list(0.65 + 0.01 * i + shifts + 0.002 * rng.standard_normal(4)) for i in range(4)
     }
     effect = genotype_effect(aps)
     assert effect["p_value"] > 0.05  # the seeds' shifts swamp the one-way test
