@@ -218,6 +218,9 @@ _C.SOLVER.SEARCH.TAU = (10.0, 0.1)
 _C.SOLVER.SEARCH.COST_BUDGET = 0.0
 _C.SOLVER.SEARCH.COST_WEIGHT = 1.0
 _C.SOLVER.SEARCH.COST_CELLS = 0
+# fad: discretization pressure (fad/search/sharpen.py): the alpha loss gains ENTROPY_WEIGHT x (0 at the
+# first alpha step, rising linearly to 1 at the last) x the towers' mean edge entropies; 0 disables
+_C.SOLVER.SEARCH.ENTROPY_WEIGHT = 0.0
 _C.SOLVER.SEARCH.CLIP_GRAD_NORM = 20.0
 _C.SOLVER.SEARCH.ALPHA_HOLDOUT = 0.0  # fad: fraction of train images kept for the alpha stream
 # fad: the first WARMUP_ITERS iterations train the weights only; the alphas start moving after

@@ -213,7 +213,7 @@ def _check_solver(cfg: CN, world_size: int) -> None:
         len(tau) == 2 and all(t > 0 for t in tau),
         f"SOLVER.SEARCH.TAU must be two temperatures > 0 (start, end), got {tau}",
     )
-    for key in ("COST_BUDGET", "COST_WEIGHT", "COST_CELLS"):
+    for key in ("COST_BUDGET", "COST_WEIGHT", "COST_CELLS", "ENTROPY_WEIGHT"):
         _check(s.SEARCH[key] >= 0, f"SOLVER.SEARCH.{key} must be >= 0, got {s.SEARCH[key]}")
     _check(
         cfg.MODEL.FAD.PARTIAL_CHANNELS >= 1,

@@ -19,7 +19,6 @@ above the budget it steers the alphas towards cheaper ops until the expected cos
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -28,7 +27,6 @@ from yacs.config import CfgNode as CN
 
 from fad.modeling.build import build_detector
 from fad.modeling.cost import count_flops
-from fad.search.architect import Batch, LossFn
 from fad.search_space.genotype import EDGES_PER_NODE, INPUT_NODES, ROLES, Genotype
 from fad.search_space.ops import NONE, build_op, space_ops
 from fad.search_space.towers import SearchTower, search_towers
@@ -139,15 +137,6 @@ class Budget:
     def penalty(self, towers: list[SearchTower]) -> Tensor:
         """COST_WEIGHT * max(0, expected / budget - 1)."""
         return self.weight * torch.relu(self.costs.expected(towers) / 1e9 / self.gflops - 1.0)
-
-    def penalized(self, loss_fn: LossFn, model: nn.Module) -> Callable[[nn.Module, Batch], Tensor]:
-        """`loss_fn` plus the penalty of the search towers of `model`."""
-        towers = list(search_towers(model))
-
-        def loss(net: nn.Module, batch: Batch) -> Tensor:
-            return loss_fn(net, batch) + self.penalty(towers)
-
-        return loss
 
     def report(self, model: nn.Module, genotypes: dict[str, Genotype]) -> dict[str, float]:
         """The budget beside the expected cost and the derived genotypes' cost, in GFLOPs."""

@@ -35,7 +35,7 @@ def make_search_step(
 ) -> Step:
     """One search iteration on a (weight batch, alpha batch) pair; returns the weight losses.
 
-    Each iteration first lets ``method`` prepare the towers (`begin_iteration`: e.g. a
+    Each iteration first lets ``method`` prepare the towers (`prepare`: e.g. a
     temperature, a sampling seed), then takes its alpha step, then the weight step, then
     `after_weight_step` (a one-level method steps the alphas there, on the weight batch's
     gradient).
@@ -74,7 +74,7 @@ def make_search_step(
         if method.uses_alpha_batch:
             alpha_batch = prepare_batch(alpha_raw, seed=seed + ALPHA_SEED_OFFSET, **prepare)
         alpha_loss = None
-        method.begin_iteration(iteration)
+        method.prepare(iteration)
         searching = iteration >= warmup_iters
         if searching:
             alpha_loss = method.alpha_step(alpha_batch, weight_batch, check_alpha(iteration))

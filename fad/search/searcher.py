@@ -35,6 +35,7 @@ from fad.search.outputs import current_genotypes, write_search_outputs
 from fad.search.report import build_report, reset_peak_memory, write_report
 from fad.search.search_state import SearchState
 from fad.search.search_step import make_search_step
+from fad.search.sharpen import EntropyPressure
 from fad.search.streams import search_streams
 from fad.search_space.towers import alphas
 
@@ -85,6 +86,9 @@ def build_method(
         tau=tuple(search.TAU),
         one_level=search.ONE_LEVEL,
         budget=budget,
+        entropy=EntropyPressure(search.ENTROPY_WEIGHT, search.WARMUP_ITERS, cfg.SOLVER.MAX_ITER - 1)
+        if search.ENTROPY_WEIGHT > 0
+        else None,
     )
     return cls(state.model, state.alpha_optimizer, state.optimizer, options, state.precision)
 

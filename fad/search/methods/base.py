@@ -28,6 +28,7 @@ from fad.errors import FadError
 from fad.runtime.precision import Precision
 from fad.search.architect import Architect, Batch, LossFn, detection_loss
 from fad.search.budget import Budget
+from fad.search.sharpen import EntropyPressure
 from fad.search_space.genotype import Genotype
 from fad.search_space.towers import SearchTower, alphas, derive_genotypes, search_towers
 
@@ -47,6 +48,7 @@ class MethodOptions:
     )
     loss_fn: LossFn = detection_loss
     budget: Budget | None = None  # a cost penalty on the alpha loss (fad.search.budget)
+    entropy: EntropyPressure | None = None  # an entropy penalty, ramped (fad.search.sharpen)
 
 
 class SearchMethod:
@@ -75,6 +77,7 @@ class SearchMethod:
         self.model = model
         self.options = options
         self.towers: list[SearchTower] = list(search_towers(model))
+        self.iteration = 0
         if not self.towers:
             raise FadError(f"search method {self.name!r}: the model has no search towers")
         self.architect = Architect(
@@ -82,13 +85,28 @@ class SearchMethod:
             alpha_optimizer,
             param_optimizer,
             first_order=self.first_order,
-            loss_fn=options.loss_fn
-            if options.budget is None
-            else options.budget.penalized(options.loss_fn, model),
+            loss_fn=options.loss_fn if not self._penalized() else self._penalized_loss,
             precision=precision,
         )
         if options.one_level:
             self._check_one_level()
+
+    def _penalized(self) -> bool:
+        return self.options.budget is not None or self.options.entropy is not None
+
+    def alpha_penalty(self) -> Tensor | None:
+        """What the alpha loss adds to the detection loss at this iteration: the cost budget's
+        penalty and the entropy pressure's, None without either (the same on every process:
+        the alphas stay in lockstep)."""
+        terms = []
+        if self.options.budget is not None:
+            terms.append(self.options.budget.penalty(self.towers))
+        if self.options.entropy is not None:
+            terms.append(self.options.entropy.penalty(self.towers, self.iteration))
+        return sum(terms[1:], terms[0]) if terms else None
+
+    def _penalized_loss(self, net: nn.Module, batch: Batch) -> Tensor:
+        return self.options.loss_fn(net, batch) + self.alpha_penalty()
 
     @property
     def uses_alpha_batch(self) -> bool:
@@ -123,6 +141,12 @@ class SearchMethod:
         """The parameters the alpha optimizer moves."""
         return alphas(self.model)
 
+    def prepare(self, iteration: int) -> None:
+        """Enter `iteration` (before its alpha and weight steps): the penalties' schedule, then
+        the method's `begin_iteration`."""
+        self.iteration = iteration
+        self.begin_iteration(iteration)
+
     def begin_iteration(self, iteration: int) -> None:
         """Prepare the towers' relaxation for `iteration` (before its alpha and weight steps)."""
 
@@ -142,9 +166,8 @@ class SearchMethod:
         if not self.options.one_level:
             return None
         loss = sum(value.detach() for value in losses.values())
-        budget = self.options.budget
-        if budget is not None:  # the same on every process: the alphas stay in lockstep
-            penalty = budget.penalty(list(search_towers(self.model)))
+        penalty = self.alpha_penalty()
+        if penalty is not None:
             penalty.backward()
             loss = loss + penalty.detach()
         if check is not None:
@@ -160,10 +183,13 @@ class SearchMethod:
     def values(self, iteration: int) -> dict[str, float]:
         """What to log at `iteration` besides the losses (e.g. the temperature, the expected
         head GFLOPs under a budget)."""
-        budget = self.options.budget
-        if budget is None:
-            return {}
-        return {"expected_gflops": budget.report(self.model, self.derive())["expected_gflops"]}
+        values = {}
+        budget, entropy = self.options.budget, self.options.entropy
+        if budget is not None:
+            values["expected_gflops"] = budget.report(self.model, self.derive())["expected_gflops"]
+        if entropy is not None:
+            values["entropy_weight"] = entropy.weight * entropy.ramp(iteration)
+        return values
 
     def state_dict(self) -> dict[str, Any]:
         """The method's state besides the alpha optimizer's (plain data; name checked on load)."""
