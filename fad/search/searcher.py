@@ -180,7 +180,9 @@ def search_settings(run: Run) -> dict[str, Any]:
     cfg, method, history = run.cfg, run.state.method, run.state.history
     budget = method.options.budget
     return {
-        "method": method.name + (" one-level" if method.options.one_level else ""),
+        "method": method.name
+        + (" one-level" if method.options.one_level else "")
+        + (f" entropy {method.options.entropy.weight:g}" if method.options.entropy else ""),
         "first_order": method.first_order,
         "repshare": bool(cfg.MODEL.FAD.REPSHARE),
         "alpha_holdout": float(cfg.SOLVER.SEARCH.ALPHA_HOLDOUT),

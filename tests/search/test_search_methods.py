@@ -60,7 +60,7 @@ def _final(out: Path) -> dict:
 ONE_LEVEL = {
     "darts_1st one-level": ["SOLVER.SEARCH.ONE_LEVEL", "True"],
     "gdas one-level": ["SOLVER.SEARCH.METHOD", "gdas", "SOLVER.SEARCH.ONE_LEVEL", "True"],
-    "darts_1st one-level entropy": [
+    "darts_1st one-level entropy 2": [
         "SOLVER.SEARCH.ONE_LEVEL", "True", "SOLVER.SEARCH.ENTROPY_WEIGHT", "2.0",
     ],
 }  # fmt: skip
