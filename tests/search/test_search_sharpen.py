@@ -8,22 +8,13 @@ import math
 
 import pytest
 import torch
+from test_search_budget import OPTS  # a search head of 2-node cells, 32 channels
 
 from fad.config import load_config
 from fad.errors import FadError
 from fad.modeling.build import build_detector
 from fad.search.sharpen import EntropyPressure, mean_entropy
 from fad.search_space.towers import search_towers
-
-OPTS = [
-    "MODEL.FAD_ON", "True",
-    "MODEL.FAD.SEARCH", "True",
-    "MODEL.RESNETS.BACKBONE_OUT_CHANNELS", "32",
-    "MODEL.FAD.NUM_CHANNELS_BOX", "32",
-    "MODEL.FAD.NUM_CHANNELS_CLS", "32",
-    "MODEL.FAD.NUM_NODES_BOX", "2",
-    "MODEL.FAD.NUM_NODES_CLS", "2",
-]  # fmt: skip
 
 
 def _towers():
