@@ -195,21 +195,33 @@ def render_study_markdown(summary: dict[str, Any]) -> str:
 
 
 def add_random_control(
-    out: Path, opts: Sequence[str], reports: dict[int, dict[str, Any]], num: int
+    out: Path,
+    opts: Sequence[str],
+    reports: dict[int, dict[str, Any]],
+    num: int,
+    every_seed: bool = False,
 ) -> dict[str, Any]:
     """`num` random genotypes (and the paper's) trained as the seeds' FAD heads, with the first
-    seed, into ``out/random``; the comparison with the searched and standard heads, and its
-    picture ``random_control.png``."""
+    seed (`every_seed`: with each seed, into ``<genotype>/seed_<s>``, counted by their mean AP,
+    with the genotype-vs-seed analysis) into ``out/random``; the comparison with the searched and
+    standard heads, and its picture ``random_control.png``."""
     seeds = sorted(reports)
     backbone = str(out / "backbone" / "model_final.pth")
 
-    def config(folder: Path):
-        return stage_config("fad", opts, backbone, seeds[0], folder)
+    def config(folder: Path, seed: int | None = None):
+        return stage_config("fad", opts, backbone, seeds[0] if seed is None else seed, folder)
 
     cfg = config(out / "random")
     size = (cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
     budget = stage_config("search", opts, backbone, seeds[0], out).SOLVER.SEARCH.COST_BUDGET
-    records = run_random_control(out / "random", config, num=num, size=size, max_gflops=budget)
+    records = run_random_control(
+        out / "random",
+        config,
+        num=num,
+        size=size,
+        max_gflops=budget,
+        seeds=seeds if every_seed else None,
+    )
     comparison = compare(
         records,
         [reports[s]["rows"][FAD_ROW]["AP"] for s in seeds],
@@ -221,6 +233,7 @@ def add_random_control(
         "comparison": comparison,
         "records": records,
         "training_seed": seeds[0],
+        "training_seeds": seeds if every_seed else [seeds[0]],
         "max_gflops": budget or None,
     }
 
@@ -282,7 +295,11 @@ def random_control_lines(control: dict[str, Any]) -> list[str]:
 
 
 def run_seed_study(
-    out_dir: str | Path, opts: Sequence[str], seeds: Sequence[int], random: int = 0
+    out_dir: str | Path,
+    opts: Sequence[str],
+    seeds: Sequence[int],
+    random: int = 0,
+    random_every_seed: bool = False,
 ) -> dict:
     """The demo once per seed into ``out_dir/seed_<s>`` (finished seeds reused), with `random`
     random genotypes as the control (`add_random_control`), then the summary written as
@@ -310,7 +327,9 @@ def run_seed_study(
         reports[seed] = report
     summary = summarize(reports)
     if random > 0:
-        summary["random_control"] = add_random_control(out, opts, reports, random)
+        summary["random_control"] = add_random_control(
+            out, opts, reports, random, every_seed=random_every_seed
+        )
     atomic_write_text(out / STUDY_JSON, json.dumps(summary, indent=1) + "\n")
     text = render_study_markdown(summary)
     atomic_write_text(out / STUDY_MD, text)

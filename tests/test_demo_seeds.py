@@ -8,7 +8,13 @@ import pytest
 
 from fad.cli import main
 from fad.demo import AP_KEYS, FAD_ROW, FCOS_ROW, REPORT_JSON
-from fad.demo_seeds import parse_seeds, render_study_markdown, summarize
+from fad.demo_seeds import (
+    add_random_control,
+    parse_seeds,
+    random_control_lines,
+    render_study_markdown,
+    summarize,
+)
 from fad.errors import FadError
 from fad.search_space.genotype import PRESETS
 
@@ -116,3 +122,36 @@ def test_genotype_agreement_counts_shared_edges():
     assert agreement["pairwise"] == pytest.approx((1 + 0.5 + 0.5) / 3)
     assert agreement["all_seeds"] == pytest.approx(0.5)
     assert genotype_agreement([paper]) == {"pairwise": None, "all_seeds": None}
+
+
+@pytest.mark.parametrize("every_seed", [False, True])
+def test_the_demo_random_control_trains_with_the_first_seed_or_with_every_seed(
+    every_seed, tmp_path, monkeypatch
+):
+    trained = []
+
+    def fake_train(folder, genotypes, config, size):  # the trainer is pinned elsewhere
+        cfg = config(folder / "run")
+        trained.append((folder.relative_to(tmp_path / "random").parts[0], cfg.SEED))
+        ap = 0.6 + 0.05 * (hash(str(genotypes[0])) % 3) + 0.01 * cfg.SEED
+        record = {"genotypes": {}, "AP": ap, "AP50": ap, "AP75": ap, "train_seconds": 1.0}
+        return {**record, "head_params": 1, "head_gflops": 0.3, "head_latency_ms": 1.0}
+
+    monkeypatch.setattr("fad.study_random.train_genotype", fake_train)
+    reports = {s: _report(s, 0.6, 0.62) for s in (3, 4)}
+    control = add_random_control(tmp_path, [], reports, num=2, every_seed=every_seed)
+    names = {"random_0", "random_1", "paper"}
+    expected = {(n, s) for n in names for s in ((3, 4) if every_seed else (3,))}
+    assert set(trained) == expected and len(trained) == len(expected)
+    assert control["training_seeds"] == ([3, 4] if every_seed else [3])
+    effect = control["comparison"]["genotype_effect"]
+    assert (effect is not None) == every_seed
+    text = "\n".join(random_control_lines(control))
+    assert ("with seeds 3, 4 (mean)" in text) == every_seed
+    assert ("Genotype vs training seed (2 random genotypes x 2 seeds)" in text) == every_seed
+
+
+def test_random_every_seed_needs_random(tmp_path, capsys):
+    argv = ["demo", "--out", str(tmp_path / "d"), "--seeds", "0,1", "--random-every-seed"]
+    assert main(argv) == 2
+    assert "--random-every-seed needs --random N" in capsys.readouterr().err

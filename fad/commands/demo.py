@@ -1,4 +1,5 @@
-"""`fad demo [--out DIR] [--seed S | --seeds 0,1,2] [KEY VALUE ...]`: search, train, compare.
+"""`fad demo [--out DIR] [--seed S | --seeds 0,1,2 [--random N [--random-every-seed]]]
+[KEY VALUE ...]`: search, train, compare.
 
 Everything checkable is checked before stage 0 starts: the seeds (in range, not repeated), the
 overrides against every stage's config with each seed, and `--out` writable; the demo then owns
@@ -30,6 +31,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="with --seeds: also train N genotypes drawn uniformly from the space (and the "
         "paper's) exactly as the searched heads, and rank the searched heads among them",
+    )
+    p.add_argument(
+        "--random-every-seed",
+        action="store_true",
+        help="with --random: train every random genotype (and the paper's) with each seed, not "
+        "the first only, rank by their mean AP and test whether genotypes differ more than "
+        "seeds do (the random control's time times the seed count)",
     )
     p.add_argument(
         "opts",
@@ -67,13 +75,16 @@ def run(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds) if args.seeds is not None else [args.seed]
     if args.random < 0 or (args.random and args.seeds is None):
         raise FadError(f"--random N needs --seeds and N >= 0, got {args.random}")
+    if args.random_every_seed and not args.random:
+        raise FadError("--random-every-seed needs --random N")
     check_stage_configs(out, opts, seeds)
     check_writable_folder(out, "--out")
     owner = own_folder(out, "--out")
     setup_logger(args.out)
     try:
         if args.seeds is not None:
-            run_seed_study(args.out, opts, seeds, random=args.random)
+            every = args.random_every_seed
+            run_seed_study(args.out, opts, seeds, random=args.random, random_every_seed=every)
         else:
             run_demo(args.out, opts, seed=args.seed)
     finally:
