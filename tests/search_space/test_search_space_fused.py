@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+import fad.search_space.fused.path as fused_path
 from fad.errors import FadError
 from fad.search_space.fused.canvas import Canvas, plan_layout
 from fad.search_space.genotype import PRESETS
@@ -173,6 +174,28 @@ def test_naive_mixed_ops_keep_the_level_loop_and_unknown_paths_are_refused() -> 
     assert box.compute_path is None
     with pytest.raises(FadError, match="unknown compute path 'fast'; valid: fused, plain"):
         use_compute_path(box, "fast")
+
+
+def test_above_the_cpu_limit_the_fused_path_runs_the_plain_loop(monkeypatch) -> None:
+    box, cls = build_towers(_spec("genotype", cells=2))
+    features = [torch.randn(2, W, h, w) for h, w in LEVELS]
+    elements = sum(f.numel() for f in features)
+    packed = []
+    real = Canvas.for_levels
+    monkeypatch.setattr(Canvas, "for_levels", lambda *a: packed.append(1) or real(*a))
+    use_compute_path(box, "plain")
+    with torch.no_grad():
+        expected = box.forward_levels(features)
+        use_compute_path(box, "fused")
+        monkeypatch.setattr(fused_path, "CPU_MAX_ELEMENTS", elements)
+        at_limit = box.forward_levels(features)
+        assert len(packed) == 1  # at the limit: the canvas
+        monkeypatch.setattr(fused_path, "CPU_MAX_ELEMENTS", elements - 1)
+        above = box.forward_levels(features)
+        assert len(packed) == 1  # above it: the plain loop, bit for bit
+    for a, b, c in zip(expected, at_limit, above, strict=True):
+        assert torch.equal(a, c)
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
 
 
 def test_modules_the_path_cannot_run_raise() -> None:

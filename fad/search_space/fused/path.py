@@ -5,6 +5,17 @@ path is set (`fad.search_space.paths.use_compute_path`). It packs the levels, ru
 own modules on the canvas (their parameters read, their structure followed: the standard
 chain, the cells of a genotype, the search cells with their node weights drawn once), and
 unpacks the levels of the result.
+
+The canvas pays off where a tower's time is the fixed price of its many small calls: small maps,
+few channels. On a CPU, above ``CPU_MAX_ELEMENTS`` (batch x the levels' pixels x channels of
+the input) the canvas's extra passes (re-zeroed borders, concatenated edges, batched products)
+cost more than the calls they save, and the path runs the tower's plain per-level loop instead:
+the same function (the tests hold the two paths equal), chosen per input. Measured on the 2-core
+dev machine, eager, batch 1 unless noted, fused / plain head time (docs/performance.md): the
+demo's head (64 FPN channels) 0.69 at 128x160, 0.87 at batch 8, 1.23 at batch 16, 1.49 at
+512x853; the R-50 head (256 channels, C=96) 0.78 at 128x160, 0.86 at batch 2, 1.20 at batch 4,
+2.06 at 800x1333: the crossover is at ~3e5 elements for both. On a GPU the limit is not applied
+(not measured: no device was lent; the canvas was built for launch-bound GPUs).
 """
 
 from __future__ import annotations
@@ -20,6 +31,7 @@ from fad.search_space.fused.search import search_cell, supports
 from fad.search_space.towers import CellTower, FixedTower, SearchTower, StandardTower, Tower
 
 Executor = Callable[[Tower, Flow, Flow | None, Canvas], Flow]
+CPU_MAX_ELEMENTS = 2**18  # fused below, plain above (module doc); fused is >= 10 % faster here
 
 
 def _standard(tower: Tower, feature: Flow, box: Flow | None, canvas: Canvas) -> Flow:
@@ -69,9 +81,18 @@ class FusedPath:
             isinstance(tower, SearchTower) and all(supports(cell) for cell in tower.cells)
         )
 
+    @staticmethod
+    def pays_off(features: Sequence[Tensor]) -> bool:
+        """Whether the canvas is worth it for these levels (module doc): always off the CPU."""
+        if features[0].device.type != "cpu":
+            return True
+        return sum(f.numel() for f in features) <= CPU_MAX_ELEMENTS
+
     def __call__(
         self, tower: Tower, features: Sequence[Tensor], box_features: Sequence[Tensor] | None
     ) -> list[Tensor]:
+        if not self.pays_off(features):
+            return tower.forward_each_level(features, box_features)
         canvas = Canvas.for_levels(features, self.gap)
         feature = Flow(canvas.pack(features), True)
         box = None if box_features is None else Flow(canvas.pack(box_features), True)
