@@ -27,8 +27,9 @@ _C.MODEL.CHANNELS_LAST = False
 # at the first batch of each size; checkpoints load with and without it)
 _C.MODEL.COMPILE = False
 # fad: how the towers run over the FPN levels in training, search and evaluation: "fused" (every
-# level in one canvas, a search cell's edges batched) or "plain" (the modules, level by level);
-# the same values up to float rounding, the same checkpoints (docs/performance.md)
+# level in one canvas, a search cell's edges batched; on a CPU only up to 2^18 input elements, the
+# plain loop above) or "plain" (the modules, level by level); the same values up to float
+# rounding, the same checkpoints (docs/performance.md)
 _C.MODEL.COMPUTE_PATH = "fused"
 # "" (random init), a torchvision weights name ("ResNet50_Weights.IMAGENET1K_V1"),
 # "catalog://ImageNetPretrained/MSRA/R-50" (mapped to torchvision's ImageNet weights),
