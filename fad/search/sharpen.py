@@ -11,7 +11,8 @@ to the alpha loss, with ramp 0 at the first alpha step rising linearly to 1 at t
 weights are a stationary point of the entropy, so the penalty creates no preference: it widens
 the differences the data has made (its gradient is -p_i (log p_i + H), proportional to how far op
 i already stands from the mean), late in the search, when those differences have formed. Whether
-they were the data's or noise is what the seeds' agreement tells (docs/search.md, E15).
+they were the data's or noise is what the seeds' agreement tells (docs/search.md, E16: on the
+embedded default, noise).
 """
 
 from __future__ import annotations
