@@ -82,21 +82,25 @@ def read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def pretrain_backbone(root: Path, opts: Sequence[str]) -> dict[str, Any]:
-    """Stage 0 into `root/backbone`, or its record when a finished one is there.
+def pretrain_backbone(
+    root: Path, opts: Sequence[str], stage0_opts: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Stage 0 into `root/backbone` with `stage0_opts` then `opts`, or its record when a finished
+    one is there.
 
     A backbone made with other overrides or another resolved config (e.g. by an earlier fad
     version) is refused (a FadError), never silently reused.
     """
     folder = root / "backbone"
-    overrides = [*opts, "SEED", str(BACKBONE_SEED), "OUTPUT_DIR", str(folder)]
+    made_with = [*stage0_opts, *opts]
+    overrides = [*made_with, "SEED", str(BACKBONE_SEED), "OUTPUT_DIR", str(folder)]
     cfg = load_config(packaged_config(CONFIGS["backbone"]), overrides)
     record = read_json(folder / BACKBONE_JSON)
     if record is not None:
-        if record.get("opts") != list(opts):
+        if record.get("opts") != made_with:
             raise FadError(
                 f"{folder / BACKBONE_JSON} was made with the overrides {record.get('opts')}, "
-                f"not {list(opts)}; pick another --out"
+                f"not {made_with}; pick another --out"
             )
         if not same_config(record.get("config"), cfg):
             raise FadError(
@@ -110,7 +114,7 @@ def pretrain_backbone(root: Path, opts: Sequence[str]) -> dict[str, Any]:
     t0 = time.perf_counter()
     result = run_training(cfg)
     record = {
-        "opts": list(opts),
+        "opts": made_with,
         "config": cfg.dump(),
         "weights": str(folder / "model_final.pth"),
         "coco": _first_report(result),
@@ -205,14 +209,16 @@ def run_demo(
     seed: int = 0,
     backbone_root: str | Path | None = None,
     num_pictures: int = 4,
+    stage0_opts: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Run the pipeline into `out_dir` (the backbone into `backbone_root`, default `out_dir`);
-    `opts` (KEY VALUE) apply to every stage."""
+    `opts` (KEY VALUE) apply to every stage, `stage0_opts` before them to the backbone's only."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     stages = StageMeter()
-    backbone = stages.run("backbone", pretrain_backbone, Path(backbone_root or out), opts)
+    root = Path(backbone_root or out)
+    backbone = stages.run("backbone", pretrain_backbone, root, opts, stage0_opts)
 
     def config(stage: str):
         return stage_config(stage, opts, backbone["weights"], seed, out / stage)

@@ -300,10 +300,12 @@ def run_seed_study(
     seeds: Sequence[int],
     random: int = 0,
     random_every_seed: bool = False,
+    stage0_opts: Sequence[str] = (),
 ) -> dict:
     """The demo once per seed into ``out_dir/seed_<s>`` (finished seeds reused), with `random`
     random genotypes as the control (`add_random_control`), then the summary written as
-    ``seed_study.json`` and ``seed_study.md`` and printed."""
+    ``seed_study.json`` and ``seed_study.md`` and printed. `stage0_opts`: the backbone's own
+    overrides (`fad.demo.pretrain_backbone`)."""
     out = Path(out_dir)
     reports = {}
     single = read_json(out / REPORT_JSON)  # a plain `fad demo` run into the same folder
@@ -321,7 +323,7 @@ def run_seed_study(
             )
         if report is None:
             log.info("seed study: seed %d -> %s", seed, seed_dir)
-            report = run_demo(seed_dir, opts, seed=seed, backbone_root=out)
+            report = run_demo(seed_dir, opts, seed=seed, backbone_root=out, stage0_opts=stage0_opts)
         else:
             log.info("seed study: seed %d already done, reading %s", seed, source)
         reports[seed] = report
