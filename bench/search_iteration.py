@@ -9,8 +9,9 @@ a training iteration of the RepShare supernet alone (what the alpha step adds). 
 printed as markdown tables. Search iterations run on both compute paths (MODEL.COMPUTE_PATH
 fused, plain) for two-level first-order DARTS, GDAS and PC-DARTS (K=4, edge weights), and fused
 for the one-level DARTS of the shapes config (alphas stepped on the weight step's gradient). Target (issue 23):
-a first-order DARTS iteration <= 5x a standard-head training iteration (the floor is about 2x:
-a search iteration runs two forward/backward passes).
+a first-order DARTS iteration <= 5x a standard-head training iteration. Each variant's FLOPs per
+iteration (forward and backward, as `fad.modeling.cost` counts them, one counted iteration after
+the timed ones) give its FLOP floor: the ratio its FLOPs alone would set, beside the time's.
 
     python bench/search_iteration.py [--device cpu|cuda] [--size 128] [--batch 4] [--threads 1]
 """
@@ -28,6 +29,7 @@ import torch
 from fad.config import load_config
 from fad.engine.weight_step import WeightStep, prepare_batch
 from fad.modeling.build import apply_speed_paths, build_detector
+from fad.modeling.cost import count_flops
 from fad.search.methods import MethodOptions, method_class
 from fad.search.search_state import build_alpha_optimizer, build_param_optimizer
 from fad.search.search_step import make_search_step
@@ -134,8 +136,9 @@ def build_step(args: argparse.Namespace, kind: str, overrides: list[str]) -> Cal
     return run
 
 
-def time_variants(args: argparse.Namespace) -> dict[str, float]:
-    """Median seconds per iteration of each variant (interleaved, after warmup)."""
+def time_variants(args: argparse.Namespace) -> tuple[dict[str, float], dict[str, int]]:
+    """Median seconds per iteration of each variant (interleaved, after warmup), and the FLOPs
+    of one iteration of each (counted after the timed ones)."""
     steps = {name: build_step(args, *variant) for name, variant in VARIANTS.items()}
     for i in range(args.warmup):
         for step in steps.values():
@@ -146,7 +149,9 @@ def time_variants(args: argparse.Namespace) -> dict[str, float]:
             start = time.perf_counter()
             step(i)
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+    last = args.warmup + args.repeats
+    flops = {name: count_flops(lambda step=step: step(last)) for name, step in steps.items()}
+    return {name: statistics.median(t) for name, t in times.items()}, flops
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -165,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    times = time_variants(args)
+    times, flops = time_variants(args)
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
     m = load_config(str(CONFIG)).MODEL
     print(
@@ -175,10 +180,13 @@ def main(argv: list[str] | None = None) -> int:
         f"median of {args.repeats} after {args.warmup} warmup"
     )
     print()
-    print("| iteration | ms / iteration | ratio to train |")
-    print("|---|---:|---:|")
+    print("| iteration | ms / iteration | ratio to train | GFLOP / iteration | FLOP floor |")
+    print("|---|---:|---:|---:|---:|")
     for name, seconds in times.items():
-        print(f"| {name} | {seconds * 1e3:.0f} | {seconds / times[TRAIN]:.2f}x |")
+        print(
+            f"| {name} | {seconds * 1e3:.0f} | {seconds / times[TRAIN]:.2f}x "
+            f"| {flops[name] / 1e9:.2f} | {flops[name] / flops[TRAIN]:.2f}x |"
+        )
     print()
     speedup = times["search, naive ops"] / times["search, RepShare"]
     print("| ratio | value |")
