@@ -260,6 +260,7 @@ def run_demo(
         "stages": stages.records,
         "total_seconds": time.perf_counter() - t0,
         "input_size": size,
+        "test_set": fcos_cfg.DATASETS.TEST[0],
         "threads": torch.get_num_threads(),
     }
     text = render_markdown(report, out)
@@ -351,12 +352,13 @@ def render_markdown(report: dict[str, Any], out: Path) -> str:
         else ""
     )
     lines = [
-        "# fad demo: FAD-searched head vs standard FCOS head on shapes",
+        "# fad demo: FAD-searched head vs standard FCOS head",
         "",
         "Both heads are trained with the same schedule and budget on the same frozen backbone "
         "(ResNet-18 FPN pretrained once from scratch with the standard head: AP "
         f"{backbone['coco']['AP']:.3f}, AP50 {backbone['coco']['AP50']:.3f}, "
-        f"{backbone['seconds'] / 60:.1f} min). COCO AP on shapes_val. Head cost on the FPN "
+        f"{backbone['seconds'] / 60:.1f} min). COCO AP on {report.get('test_set', 'shapes_val')}. "
+        "Head cost on the FPN "
         f"levels of a {h}x{w} input; latency: median of {LATENCY_REPEATS} head forwards, batch 1, "
         f"{report['threads']} CPU thread(s). Search {report['search_seconds'] / 60:.1f} min."
         f"{settled} Total demo time {report['total_seconds'] / 60:.1f} min.",
@@ -378,9 +380,9 @@ def render_markdown(report: dict[str, Any], out: Path) -> str:
     lines += [
         "",
         "**One seed is no verdict**: the same seed trains to a different AP on another machine, "
-        "and heads differ by less than seeds do. `fad demo --seeds 0,1,2 --random 5` gives the "
-        "paired 95 % interval against the standard head and the searched head's rank among "
-        "genotypes drawn at random from the same space.",
+        "and heads differ by less than seeds do. `fad demo --seeds 0,1,2 --random 5` (with this "
+        "run's `--level` and overrides) gives the paired 95 % interval against the standard "
+        "head and the searched head's rank among genotypes drawn at random from the same space.",
     ]
     lines += search_lines(report.get("search") or {})
     lines += stage_lines(report.get("stages") or {})

@@ -32,6 +32,8 @@ def test_demo_runs_the_whole_pipeline(tiny_opts, tmp_path, capsys):
     assert "head params" in capsys.readouterr().out
     saved = json.loads((out / "demo_report.json").read_text())
     assert saved["seed"] == 0 and set(saved["rows"]) == {FCOS_ROW, FAD_ROW}
+    test_set = opts[opts.index("DATASETS.TEST") + 1].strip("()',")
+    assert saved["test_set"] == test_set and f"COCO AP on {test_set}." in report
     assert 0.0 <= saved["rows"][FAD_ROW]["AP"] <= 1.0 and saved["search_seconds"] > 0
     assert "One seed is no verdict" in report and "--seeds 0,1,2 --random 5" in report
     assert "## Search: darts_1st one-level, 2 iterations (1 alpha steps)" in report
