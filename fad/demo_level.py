@@ -4,7 +4,7 @@
 the search (docs/search.md E12-E17: every member of the space trains to the same AP there).
 `hard` is `shapes_hard` (5 classes, small and occluded shapes on clutter) with a stage 0 trained
 4x longer (1200 iterations; at 300 it reaches AP 0.03 there): the level on which genotypes differ
-and a search can be judged (docs/search.md E18-E20), at about twice the easy level's time.
+and a search can be judged (docs/search.md E18-E21), at about 2.5x the easy level's time.
 
 A level is two lists of KEY VALUE overrides: one for every stage, one for stage 0 only. The
 user's own overrides come after both and win.

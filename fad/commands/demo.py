@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=DEFAULT_LEVEL,
         choices=tuple(LEVELS),
         help="easy (default): shapes, fast, and flat for the search (every genotype trains "
-        "alike); hard: shapes_hard with a 4x longer stage 0, where genotypes differ (about 2x "
+        "alike); hard: shapes_hard with a 4x longer stage 0, where genotypes differ (about 2.5x "
         "the time)",
     )
     p.add_argument(
