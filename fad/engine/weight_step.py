@@ -72,6 +72,14 @@ def check_loss_scale(iteration: int, precision: Precision, device: torch.device)
         )
 
 
+def all_finite(tensors: list[Tensor]) -> bool:
+    """Whether every value of every tensor is finite."""
+    values = [t.detach() for t in tensors if t.numel()]
+    if not values:
+        return True
+    return bool(torch.isfinite(torch.nn.utils.get_total_norm(values, math.inf, foreach=True)))
+
+
 def check_finite_params(
     iteration: int,
     named: list[tuple[str, Tensor]],
@@ -80,11 +88,11 @@ def check_finite_params(
     after: str,
 ) -> None:
     """Raise NonFiniteLossError on every rank if any rank holds a non-finite value in `named`
-    (e.g. the weights after the optimizer step): such tensors must never reach a checkpoint."""
-    flags = [torch.isfinite(t.detach()).all() for _, t in named]
-    finite = torch.stack(flags).cpu() if flags else torch.ones(0, dtype=torch.bool)
-    if any_across_processes(not bool(finite.all()), device):
-        bad = [name for (name, _), ok in zip(named, finite.tolist()) if not ok]
+    (e.g. the weights after the optimizer step): such tensors must never reach a checkpoint.
+    One foreach max-norm over all tensors (NaN and Inf propagate through it, and a max cannot
+    overflow); the culprit's name is looked up only when there is one."""
+    if any_across_processes(not all_finite([t for _, t in named]), device):
+        bad = [name for name, t in named if not bool(torch.isfinite(t.detach()).all())]
         where = f"e.g. {bad[0]}" if bad else "on another process"
         raise NonFiniteLossError(
             f"non-finite {what} after the {after} of iteration {iteration + 1} ({where}); "

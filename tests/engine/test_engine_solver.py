@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 
@@ -73,3 +75,69 @@ def test_unknown_optimizer_is_a_one_line_error_naming_the_key():
 
     with pytest.raises(FadError, match="SOLVER.OPTIMIZER must be one of .*'Adam'"):
         load_config(None, ["SOLVER.OPTIMIZER", "Adam"])
+
+
+LOOP = ["SOLVER.FUSED_OPTIMIZER", "False"]
+
+
+def _trajectory(optimizer_factory, steps: int = 12) -> torch.Tensor:
+    """The weights of a small conv after ``steps`` steps on fixed gradients."""
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(4, 8, 3)
+    grads = [[torch.randn_like(p) * 1e-3 for p in model.parameters()] for _ in range(steps)]
+    optimizer = optimizer_factory(model)
+    for step in grads:
+        for p, g in zip(model.parameters(), step):
+            p.grad = g.clone()
+        optimizer.step()
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+@pytest.mark.parametrize("name", ["SGD", "AdamW"])
+def test_the_optimizers_are_fused_on_cpu_and_step_as_the_loop_to_float32_rounding(name):
+    from fad.config import load_config
+    from fad.solver import build_optimizer
+
+    cfg = load_config(None, ["SOLVER.OPTIMIZER", name, "SOLVER.BASE_LR", "0.01"])
+    fused = build_optimizer(torch.nn.Conv2d(4, 8, 3).named_parameters(), cfg.SOLVER)
+    assert fused.defaults["fused"] is True
+
+    off = load_config(None, ["SOLVER.OPTIMIZER", name, "SOLVER.BASE_LR", "0.01"] + LOOP)
+    assert not build_optimizer(torch.nn.Conv2d(4, 8, 3).named_parameters(), off.SOLVER).defaults[
+        "fused"
+    ]
+    a = _trajectory(lambda m: build_optimizer(m.named_parameters(), cfg.SOLVER))
+    b = _trajectory(lambda m: build_optimizer(m.named_parameters(), off.SOLVER))
+    start = _trajectory(lambda m: torch.optim.SGD(m.parameters(), lr=0.0))
+    assert not torch.equal(a, start)  # the steps moved the weights
+    torch.testing.assert_close(a, b, rtol=0, atol=4 * torch.finfo(torch.float32).eps)
+
+
+def test_a_loop_checkpoint_resumes_with_the_loop_bit_for_bit():
+    from fad.config import load_config
+    from fad.solver import build_optimizer
+
+    cfg = load_config(None, ["SOLVER.OPTIMIZER", "AdamW", "SOLVER.BASE_LR", "0.01"])
+    torch.manual_seed(0)
+    model = torch.nn.Linear(6, 5)
+    grads = [[torch.randn_like(p) for p in model.parameters()] for _ in range(4)]
+
+    def steps(optimizer, chunk):
+        for step in chunk:
+            for p, g in zip(model.parameters(), step):
+                p.grad = g.clone()
+            optimizer.step()
+
+    loop = load_config(None, ["SOLVER.OPTIMIZER", "AdamW", "SOLVER.BASE_LR", "0.01"] + LOOP)
+    old = build_optimizer(model.named_parameters(), loop.SOLVER)  # as fad saved AdamW before
+    steps(old, grads[:2])
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    state = copy.deepcopy(old.state_dict())  # the steps below update it in place
+    steps(old, grads[2:])
+    expected = [p.detach().clone() for p in model.parameters()]
+    model.load_state_dict(saved)
+    resumed = build_optimizer(model.named_parameters(), cfg.SOLVER)
+    resumed.load_state_dict(state)
+    assert not any(g["fused"] for g in resumed.param_groups)  # the loop goes on
+    steps(resumed, grads[2:])
+    assert all(torch.equal(p, e) for p, e in zip(model.parameters(), expected))
