@@ -83,6 +83,11 @@ def within_budget(cfg: Any, max_gflops: float) -> Callable[[tuple[Genotype, Geno
     return accept
 
 
+# Keys added to the config after study results were first recorded, each with the value that does
+# what fad did before it (their digests were taken without it).
+ADDED_KEYS = {"SOLVER.FUSED_OPTIMIZER": False}
+
+
 def fad_space(cfg: Any) -> tuple[dict[str, int], str]:
     """The nodes per tower and the op space of a FAD config (MODEL.FAD.*)."""
     fad = cfg.MODEL.FAD
@@ -102,10 +107,14 @@ def train_genotype(
     made_with = {"genotypes": {"box": str(box), "cls": str(cls)}, "config_sha256": _digest(cfg)}
     done = read_json(folder / RESULT_JSON)
     if done is not None:
-        if {key: done.get(key) for key in made_with} != made_with:
+        same = done.get("genotypes") == made_with["genotypes"] and done.get("config_sha256") in {
+            made_with["config_sha256"],
+            _digest_before_added_keys(cfg),
+        }
+        if not same:
             raise FadError(
                 f"{folder / RESULT_JSON}: trained with another genotype or config than this "
-                "study's; pick another --out (or remove that folder)"
+                f"study's; pick another --out (or remove that folder){_added_keys_hint()}"
             )
         return done
     folder.mkdir(parents=True, exist_ok=True)
@@ -152,6 +161,28 @@ def train_over_seeds(
 def _digest(cfg: Any) -> str:
     """The sha256 of a config's YAML dump: what a finished result must have been trained with."""
     return hashlib.sha256(cfg.dump().encode()).hexdigest()
+
+
+def _digest_before_added_keys(cfg: Any) -> str | None:
+    """The digest the config had before the keys of `ADDED_KEYS` existed, when it sets each to
+    the value that does what fad did then (None otherwise): a study made before a key was
+    added goes on with that value, and only with it."""
+    legacy = cfg.clone()
+    legacy.defrost()
+    for key, before in ADDED_KEYS.items():
+        section, _, name = key.rpartition(".")
+        node = legacy
+        for part in section.split("."):
+            node = node[part]
+        if node[name] != before:
+            return None
+        del node[name]
+    return _digest(legacy)
+
+
+def _added_keys_hint() -> str:
+    settings = " ".join(f"{key} {value}" for key, value in ADDED_KEYS.items())
+    return f"; a study made before {', '.join(ADDED_KEYS)} existed goes on with {settings}"
 
 
 def run_random_control(

@@ -145,3 +145,31 @@ def test_fad_study_random_with_seeds_trains_each_genotype_per_seed(
     assert "Genotype vs training seed (2 random genotypes x 2 seeds)" in capsys.readouterr().out
     assert main([*args, "--seeds", "3,x", *opts]) == 2
     assert "--seeds '3,x': 'x' is not an integer seed" in capsys.readouterr().err
+
+
+def _finished(folder, genotypes, digest: str) -> None:
+    folder.mkdir(parents=True)
+    box, cls = genotypes
+    record = {"genotypes": {"box": str(box), "cls": str(cls)}, "config_sha256": digest, "AP": 0.5}
+    (folder / "result.json").write_text(json.dumps(record))
+
+
+def test_a_study_made_before_the_fused_optimizer_goes_on_only_with_the_loop(tmp_path):
+    import hashlib
+
+    from fad.search_space.genotype import PRESETS
+    from fad.study_random import train_genotype
+
+    genotypes = PRESETS["paper"]
+    loop = load_config(None, ["SOLVER.FUSED_OPTIMIZER", "False"])
+    # what fad's dump was before the key existed: the same text without its line
+    old_dump = "\n".join(line for line in loop.dump().split("\n") if "FUSED_OPTIMIZER" not in line)
+    _finished(tmp_path / "old", genotypes, hashlib.sha256(old_dump.encode()).hexdigest())
+    done = train_genotype(tmp_path / "old", genotypes, lambda folder: loop, (64, 64))
+    assert done["AP"] == 0.5  # read back, not trained again
+    fused = load_config(None, [])  # the default: fused kernels, another config than the record's
+    with pytest.raises(FadError) as err:
+        train_genotype(tmp_path / "old", genotypes, lambda folder: fused, (64, 64))
+    message = str(err.value)
+    assert "old/result.json: trained with another" in message and "\n" not in message
+    assert "goes on with SOLVER.FUSED_OPTIMIZER False" in message
