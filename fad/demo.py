@@ -262,6 +262,7 @@ def run_demo(
         "input_size": size,
         "test_set": fcos_cfg.DATASETS.TEST[0],
         "threads": torch.get_num_threads(),
+        "compute_path": fcos_cfg.MODEL.COMPUTE_PATH,  # the path the latencies were timed on
     }
     text = render_markdown(report, out)
     atomic_write_text(out / "demo_report.md", text)
@@ -359,7 +360,8 @@ def render_markdown(report: dict[str, Any], out: Path) -> str:
         f"{backbone['coco']['AP']:.3f}, AP50 {backbone['coco']['AP50']:.3f}, "
         f"{backbone['seconds'] / 60:.1f} min). COCO AP on {report.get('test_set', 'shapes_val')}. "
         "Head cost on the FPN "
-        f"levels of a {h}x{w} input; latency: median of {LATENCY_REPEATS} head forwards, batch 1, "
+        f"levels of a {h}x{w} input; latency: median of {LATENCY_REPEATS} head forwards on the "
+        f"{report.get('compute_path', 'plain')} compute path, batch 1, "
         f"{report['threads']} CPU thread(s). Search {report['search_seconds'] / 60:.1f} min."
         f"{settled} Total demo time {report['total_seconds'] / 60:.1f} min.",
         "",

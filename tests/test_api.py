@@ -85,3 +85,28 @@ def test_import_fad_stays_cheap():
     assert {"load", "fcos", "read_genotypes", "write_genotypes"} <= set(dir(fad))
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         fad.nothing  # noqa: B018
+
+
+def test_load_runs_the_towers_on_the_stored_compute_path_with_the_plain_paths_outputs(
+    tiny_trained,
+):
+    from fad.engine.trained_model import TrainedModel
+    from fad.search_space.fused.path import FusedPath
+    from fad.search_space.towers import Tower
+
+    def paths(model: torch.nn.Module) -> set[str]:
+        return {type(m.compute_path).__name__ for m in model.modules() if isinstance(m, Tower)}
+
+    trained = TrainedModel.read(tiny_trained)
+    assert trained.config().MODEL.COMPUTE_PATH == "fused"
+    model = fad.load(tiny_trained)
+    assert paths(model) == {FusedPath.__name__}
+    plain = trained.build(trained.config(None, ["MODEL.COMPUTE_PATH", "plain"]))
+    assert paths(plain) == {"NoneType"}
+    image = torch.rand(3, 90, 120, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        (fused_out,) = model.detector([image])
+        (plain_out,) = plain([image])
+    assert len(fused_out["boxes"]) == len(plain_out["boxes"]) > 0
+    torch.testing.assert_close(fused_out["scores"], plain_out["scores"], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(fused_out["boxes"], plain_out["boxes"], rtol=1e-4, atol=1e-3)

@@ -47,6 +47,7 @@ from fad.engine.export_format import (
 from fad.engine.trained_model import TrainedModel
 from fad.errors import FadError
 from fad.modeling.deploy import CategoryDetector, FixedSizeDetector
+from fad.modeling.speed import set_compute_path
 from fad.runtime.atomic import (
     atomic_write_files,
     check_writable_folder,
@@ -196,6 +197,7 @@ def export_detector(
     size = size or (cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
     samples = sample_images(size, check_images)
     detector = trained.build(cfg)
+    set_compute_path(detector, "plain")  # a trace of the canvas would fix its layout to one size
     meta = ExportMeta(
         format=fmt,
         size=size,

@@ -2,7 +2,8 @@
 and compiled towers.
 
 None changes a name in the state_dict (nor a value beyond float rounding): checkpoints load into
-a detector with or without them. Exports and `fad.load` use the plain detector.
+a detector with or without them. A trained model (`fad.load`, `fad predict`, `fad eval`, the
+demo's latency) runs its config's compute path; exports trace the plain detector.
 """
 
 from __future__ import annotations
