@@ -36,6 +36,7 @@ from fad.engine.train import run_training
 from fad.engine.trained_model import TrainedModel
 from fad.errors import FadError
 from fad.modeling.cost import module_cost
+from fad.modeling.speed import plain_path
 from fad.runtime.atomic import atomic_write_text
 from fad.runtime.memory import peak_rss_mib, reset_peak_rss
 from fad.search.searcher import run_search
@@ -182,12 +183,14 @@ def stage_config(stage: str, opts: Sequence[str], backbone: str, seed: int, outp
 
 
 def head_cost(model: nn.Module, size: tuple[int, int]) -> dict[str, float]:
-    """Parameters, GFLOPs and latency (ms, median) of a detector's head on the FPN levels of one
-    `size` image (the backbone excluded: it is the same for both heads)."""
+    """Parameters, GFLOPs (counted on the plain path) and latency (ms, median, on the towers'
+    own path) of a detector's head on the FPN levels of one `size` image (the backbone excluded:
+    it is the same for both heads)."""
     model = model.eval()
     with torch.no_grad():
         features = list(model.backbone(torch.zeros(1, 3, *size)).values())
-        params, flops = module_cost(model.head, features)
+        with plain_path(model):
+            params, flops = module_cost(model.head, features)
         for _ in range(3):
             model.head(features)
         times = []

@@ -80,6 +80,8 @@ def test_head_cost_is_the_heads_module_cost(shapes_config):
     from fad.demo import head_cost
     from fad.modeling.build import build_detector
     from fad.modeling.cost import count_parameters, module_cost
+    from fad.modeling.speed import set_compute_path
+    from fad.search_space.fused.path import FusedPath
 
     cfg = load_config(shapes_config, ["MODEL.RESNETS.BACKBONE_OUT_CHANNELS", "32"])
     model = build_detector(cfg, 5, load_weights=False).eval()
@@ -89,6 +91,14 @@ def test_head_cost_is_the_heads_module_cost(shapes_config):
     assert cost["head_params"] == count_parameters(model.head) > 0
     assert cost["head_gflops"] * 1e9 == module_cost(model.head, features)[1] > 0
     assert cost["head_latency_ms"] > 0
+    # on the fused path the FLOPs are still the modules' (not the canvas's borders), and the
+    # towers stay fused
+    set_compute_path(model, "fused")
+    with torch.no_grad():
+        canvas_flops = module_cost(model.head, features)[1]
+    assert canvas_flops > cost["head_gflops"] * 1e9  # the borders the canvas computes
+    assert head_cost(model, (64, 96))["head_gflops"] == cost["head_gflops"]
+    assert isinstance(model.head.box_tower.compute_path, FusedPath)
 
 
 def test_the_report_says_whether_the_genotype_settled_or_still_changed():
