@@ -41,7 +41,7 @@ def _param_groups(
     return [g for g in groups if g["params"]]
 
 
-def fused(groups: list[dict]) -> bool:
+def has_fused_kernels(groups: list[dict]) -> bool:
     """Whether every parameter of ``groups`` sits on a device with fused optimizer kernels."""
     return all(p.device.type in FUSED_DEVICES for g in groups for p in g["params"])
 
@@ -57,7 +57,7 @@ def build_sgd(
 ) -> torch.optim.SGD:
     """SGD where biases get `bias_lr_factor` x lr and `weight_decay_bias` (frozen params skipped)."""
     groups = _param_groups(named_params, base_lr, weight_decay, bias_lr_factor, weight_decay_bias)
-    return torch.optim.SGD(groups, lr=base_lr, momentum=momentum, fused=fused(groups))
+    return torch.optim.SGD(groups, lr=base_lr, momentum=momentum, fused=has_fused_kernels(groups))
 
 
 def build_optimizer(
@@ -73,7 +73,7 @@ def build_optimizer(
     groups = _param_groups(
         named_params, s.BASE_LR, s.WEIGHT_DECAY, s.BIAS_LR_FACTOR, s.WEIGHT_DECAY_BIAS
     )
-    kernels = bool(s.FUSED_OPTIMIZER) and fused(groups)
+    kernels = bool(s.FUSED_OPTIMIZER) and has_fused_kernels(groups)
     if s.OPTIMIZER == "SGD":
         return torch.optim.SGD(groups, lr=s.BASE_LR, momentum=s.MOMENTUM, fused=kernels)
     return torch.optim.AdamW(groups, lr=s.BASE_LR, betas=(s.MOMENTUM, 0.999), fused=kernels)
