@@ -83,9 +83,9 @@ def within_budget(cfg: Any, max_gflops: float) -> Callable[[tuple[Genotype, Geno
     return accept
 
 
-# Keys added to the config after study results were first recorded, each with the value that does
-# what fad did before it (their digests were taken without it).
-ADDED_KEYS = {"SOLVER.FUSED_OPTIMIZER": False}
+# Keys added to the config after study results were first recorded, oldest first, each with the
+# value that does what fad did before it (digests taken before a key existed lack it).
+ADDED_KEYS = {"SOLVER.FUSED_OPTIMIZER": False, "MODEL.COMPILE_MODE": "default"}
 
 
 def fad_space(cfg: Any) -> tuple[dict[str, int], str]:
@@ -109,7 +109,7 @@ def train_genotype(
     if done is not None:
         same = done.get("genotypes") == made_with["genotypes"] and done.get("config_sha256") in {
             made_with["config_sha256"],
-            _digest_before_added_keys(cfg),
+            *_digests_before_added_keys(cfg),
         }
         if not same:
             raise FadError(
@@ -163,21 +163,23 @@ def _digest(cfg: Any) -> str:
     return hashlib.sha256(cfg.dump().encode()).hexdigest()
 
 
-def _digest_before_added_keys(cfg: Any) -> str | None:
-    """The digest the config had before the keys of `ADDED_KEYS` existed, when it sets each to
-    the value that does what fad did then (None otherwise): a study made before a key was
-    added goes on with that value, and only with it."""
+def _digests_before_added_keys(cfg: Any) -> list[str]:
+    """The digests the config had before each key of `ADDED_KEYS` was added, for as far back as
+    it sets the keys added since to the values that do what fad did then: a study made before a
+    key existed goes on with that value, and only with it."""
     legacy = cfg.clone()
     legacy.defrost()
-    for key, before in ADDED_KEYS.items():
+    digests = []
+    for key, before in reversed(ADDED_KEYS.items()):
         section, _, name = key.rpartition(".")
         node = legacy
         for part in section.split("."):
             node = node[part]
         if node[name] != before:
-            return None
+            break
         del node[name]
-    return _digest(legacy)
+        digests.append(_digest(legacy))
+    return digests
 
 
 def _added_keys_hint() -> str:

@@ -13,7 +13,7 @@ from fad.demo_seeds import random_control_lines
 from fad.errors import FadError
 from fad.search.budget import cost_model
 from fad.search_space.genotype import parse_genotype
-from fad.study_random import PAPER, compare, draw_genotypes, within_budget
+from fad.study_random import ADDED_KEYS, PAPER, compare, draw_genotypes, within_budget
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -163,7 +163,10 @@ def test_a_study_made_before_the_fused_optimizer_goes_on_only_with_the_loop(tmp_
     genotypes = PRESETS["paper"]
     loop = load_config(None, ["SOLVER.FUSED_OPTIMIZER", "False"])
     # what fad's dump was before the key existed: the same text without its line
-    old_dump = "\n".join(line for line in loop.dump().split("\n") if "FUSED_OPTIMIZER" not in line)
+    added = [key.rpartition(".")[2] + ":" for key in ADDED_KEYS]
+    old_dump = "\n".join(
+        line for line in loop.dump().split("\n") if not any(a in line for a in added)
+    )
     _finished(tmp_path / "old", genotypes, hashlib.sha256(old_dump.encode()).hexdigest())
     done = train_genotype(tmp_path / "old", genotypes, lambda folder: loop, (64, 64))
     assert done["AP"] == 0.5  # read back, not trained again
@@ -173,3 +176,20 @@ def test_a_study_made_before_the_fused_optimizer_goes_on_only_with_the_loop(tmp_
     message = str(err.value)
     assert "old/result.json: trained with another" in message and "\n" not in message
     assert "goes on with SOLVER.FUSED_OPTIMIZER False" in message
+
+
+def test_a_study_made_before_the_compile_mode_goes_on_with_the_fused_optimizer(tmp_path):
+    import hashlib
+
+    from fad.search_space.genotype import PRESETS
+    from fad.study_random import train_genotype
+
+    genotypes = PRESETS["paper"]
+    fused = load_config(None, [])  # fused kernels (added first), compile mode at its default
+    old_dump = "\n".join(line for line in fused.dump().split("\n") if "COMPILE_MODE:" not in line)
+    _finished(tmp_path / "old", genotypes, hashlib.sha256(old_dump.encode()).hexdigest())
+    done = train_genotype(tmp_path / "old", genotypes, lambda folder: fused, (64, 64))
+    assert done["AP"] == 0.5  # read back, not trained again
+    graphs = load_config(None, ["MODEL.COMPILE_MODE", "reduce-overhead"])
+    with pytest.raises(FadError, match="trained with another"):
+        train_genotype(tmp_path / "old", genotypes, lambda folder: graphs, (64, 64))

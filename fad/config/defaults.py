@@ -26,6 +26,9 @@ _C.MODEL.CHANNELS_LAST = False
 # fad: torch.compile the head's box and cls towers in training, search and evaluation (compiled
 # at the first batch of each size; checkpoints load with and without it)
 _C.MODEL.COMPILE = False
+# fad: torch.compile's mode for MODEL.COMPILE: "default", "reduce-overhead" (CUDA graphs: no
+# per-kernel launch cost, for fixed input sizes), "max-autotune", "max-autotune-no-cudagraphs"
+_C.MODEL.COMPILE_MODE = "default"
 # fad: how the towers run over the FPN levels in training, search and evaluation: "fused" (every
 # level in one canvas, a search cell's edges batched; on a CPU only up to 2^18 input elements, the
 # plain loop above) or "plain" (the modules, level by level); the same values up to float

@@ -18,6 +18,7 @@ from yacs.config import CfgNode as CN
 from fad.errors import FadError
 from fad.modeling.backbone import NORMS, conv_body_depth
 from fad.modeling.build import validate_detectors
+from fad.modeling.speed import COMPILE_MODES
 from fad.runtime.limits import MAX_INPUT_SIDE, shown
 from fad.runtime.precision import AMP_MODES
 from fad.runtime.seeding import MAX_SEED
@@ -271,6 +272,10 @@ def _check_model(cfg: CN) -> None:
     )
     validate_detectors(cfg)
     check_compute_path(m.COMPUTE_PATH)
+    _check(
+        m.COMPILE_MODE in COMPILE_MODES,
+        f"MODEL.COMPILE_MODE must be one of {COMPILE_MODES}, got {m.COMPILE_MODE!r}",
+    )
     for tower in ("BOX", "CLS"):
         for field in ("NUM_CELLS", "NUM_NODES"):
             key = f"{field}_{tower}"

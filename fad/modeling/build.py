@@ -251,13 +251,14 @@ def train_test_transform(cfg: CN) -> TrainTestTransform:
 
 
 def apply_speed_paths(detector: nn.Module, cfg: CN) -> None:
-    """MODEL.COMPUTE_PATH, MODEL.CHANNELS_LAST, MODEL.COMPILE and MODEL.BACKBONE.FEATURE_CACHE_MB,
-    in place, on a built detector that a run trains, searches or evaluates (`fad.load` and
-    `fad predict` set the compute path alone; exports trace the plain detector)."""
+    """MODEL.COMPUTE_PATH, MODEL.CHANNELS_LAST, MODEL.COMPILE (in MODEL.COMPILE_MODE) and
+    MODEL.BACKBONE.FEATURE_CACHE_MB, in place, on a built detector that a run trains, searches or
+    evaluates (`fad.load` and `fad predict` set the compute path alone; exports trace the plain
+    detector)."""
     set_compute_path(detector, cfg.MODEL.COMPUTE_PATH)
     if cfg.MODEL.CHANNELS_LAST:
         use_channels_last(detector)
     if cfg.MODEL.COMPILE:
-        compile_towers(detector.head)
+        compile_towers(detector.head, cfg.MODEL.COMPILE_MODE)
     if cfg.MODEL.BACKBONE.FEATURE_CACHE_MB > 0:
         enable_feature_cache(detector, cfg.MODEL.BACKBONE.FEATURE_CACHE_MB)

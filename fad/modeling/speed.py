@@ -8,7 +8,7 @@ demo's latency) runs its config's compute path; exports trace the plain detector
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -46,12 +46,26 @@ def use_channels_last(detector: nn.Module) -> None:
     detector.transform.memory_format = torch.channels_last
 
 
-def compile_towers(head: nn.Module) -> None:
-    """`torch.compile` the head's box and cls towers in place.
+RECOMPILES = 64  # graphs of `Tower.levels_by_path` kept before dynamo falls back to eager
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
-    `nn.Module.compile` compiles the module's call without wrapping it, so the parameters keep
-    their names (no `_orig_mod.` prefix) and checkpoints stay loadable with and without it.
-    Compilation happens at the first call of each input shape.
+
+def compile_towers(
+    head: nn.Module, mode: str = "default", backend: str | Callable = "inductor"
+) -> None:
+    """`torch.compile` the head's box and cls towers in place, in ``mode`` (`COMPILE_MODES`;
+    inductor only) or by another ``backend``.
+
+    What is compiled is the call the head makes, `Tower.levels_by_path`: all FPN levels by the
+    tower's compute path (on the fused path one graph per tower, no graph break, so
+    "reduce-overhead" captures a tower as one CUDA graph; on the plain path the level loop).
+    The modules are not wrapped: parameter names and checkpoints stay as they are. Compilation
+    happens at the first call of each input size (the canvas's layout is planned for it), grad
+    mode and compute path; dynamo's recompile limit is raised to `RECOMPILES` to keep them.
     """
-    head.box_tower.compile()
-    head.cls_tower.compile()
+    # one graph per tower, grad mode and input size, all of one function: room for them
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILES)
+    options = {"mode": mode} if backend == "inductor" else {"backend": backend}
+    compiled = torch.compile(Tower.levels_by_path, **options)
+    head.box_tower.compiled_levels = compiled
+    head.cls_tower.compiled_levels = compiled

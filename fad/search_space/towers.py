@@ -140,6 +140,8 @@ class Tower(nn.Module):
 
     out_channels: int
     compute_path: ComputePath | None = None  # None: the plain modules, one level at a time
+    # `levels_by_path` compiled (`fad.modeling.speed.compile_towers`), called with the tower
+    compiled_levels: Callable[..., list[Tensor]] | None = None
 
     def forward(self, feature: Tensor, box_feature: Tensor | None = None) -> Tensor:
         raise NotImplementedError
@@ -147,8 +149,16 @@ class Tower(nn.Module):
     def forward_levels(
         self, features: Sequence[Tensor], box_features: Sequence[Tensor] | None = None
     ) -> list[Tensor]:
-        """The tower on every FPN level ([N, W, H_l, W_l] -> same, weights shared), by its
-        compute path when one is set, else level by level. Heads call towers through this."""
+        """The tower on every FPN level ([N, W, H_l, W_l] -> same, weights shared), compiled
+        when the tower was, by its compute path. Heads call towers through this."""
+        if self.compiled_levels is not None:
+            return self.compiled_levels(self, features, box_features)
+        return self.levels_by_path(features, box_features)
+
+    def levels_by_path(
+        self, features: Sequence[Tensor], box_features: Sequence[Tensor] | None = None
+    ) -> list[Tensor]:
+        """Every level by the compute path when one is set, else level by level."""
         if self.compute_path is not None:
             return self.compute_path(self, features, box_features)
         return self.forward_each_level(features, box_features)

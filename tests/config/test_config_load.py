@@ -66,6 +66,7 @@ def test_unknown_key_in_file_names_file_line_and_suggestion(tmp_path):
         (["SOLVER.STEPS", "(30, 10)"], "SOLVER.STEPS"),
         (["MODEL.FAD.NUM_CHANNELS_BOX", "100"], "MODEL.FAD.NUM_CHANNELS_BOX"),
         (["MODEL.BACKBONE.CONV_BODY", "VGG-16"], "MODEL.BACKBONE.CONV_BODY"),
+        (["MODEL.COMPILE_MODE", "graphs"], "MODEL.COMPILE_MODE must be one of"),
         (["MODEL", "3"], "MODEL is a section"),
         (["SOLVER.MAX_ITER"], "KEY VALUE pairs"),
     ],

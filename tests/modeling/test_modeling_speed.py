@@ -11,6 +11,7 @@ import torch
 
 from fad.config import load_config
 from fad.modeling.build import apply_speed_paths, build_detector
+from fad.modeling.speed import compile_towers
 from fad.search_space.genotype import PRESETS, ROLES
 
 SMALL = [
@@ -103,3 +104,51 @@ def test_compiled_towers_keep_their_state_dict_names():
     apply_speed_paths(plain, cfg)  # compiles lazily, at the first call: nothing runs here
     assert list(plain.state_dict()) == names
     assert not any("_orig_mod" in name for name in plain.state_dict())
+
+
+class _Graphs:
+    """A `torch.compile` backend that counts the graphs it is given and runs them as traced."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, graph: torch.fx.GraphModule, inputs: list) -> object:
+        self.count += 1
+        return graph.forward
+
+
+@pytest.mark.parametrize("head", ["fad", "search", "retinanet"])
+def test_compiled_towers_on_the_fused_path_are_one_graph_each_and_change_no_value(head):
+    """MODEL.COMPILE compiles the call the head makes (all levels by the compute path): on the
+    fused path each tower is one graph, in training and in inference, with the same losses,
+    gradients and detections as the towers uncompiled."""
+    search = ["MODEL.FAD_ON", "True", "MODEL.FAD.SEARCH", "True"]
+    one_cell = ["MODEL.FAD.NUM_CELLS_BOX", "1", "MODEL.FAD.NUM_CELLS_CLS", "1"]
+    opts = [*search, *one_cell] if head == "search" else HEADS[head]
+    cfg = load_config(None, SMALL + opts)
+    genotypes = dict(zip(ROLES, PRESETS["paper"], strict=True)) if head == "fad" else None
+    torch.manual_seed(0)
+    eager = build_detector(cfg, 3, genotypes, load_weights=False)
+    apply_speed_paths(eager, cfg)  # the fused path, uncompiled
+    compiled = copy.deepcopy(eager)
+    torch._dynamo.reset()  # no graph of another test's towers
+    graphs = _Graphs()
+    compile_towers(compiled.head, backend=graphs)
+    images, targets = _data()
+    losses = {}
+    for name, model in (("eager", eager), ("compiled", compiled)):
+        out = model.train()(images, targets)
+        sum(out.values()).backward()
+        losses[name] = out
+    assert graphs.count == 2  # box tower, cls tower: no graph break
+    for key, value in losses["eager"].items():
+        torch.testing.assert_close(losses["compiled"][key], value, rtol=1e-5, atol=1e-6)
+    for a, b in zip(eager.parameters(), compiled.parameters(), strict=True):
+        assert (a.grad is None) == (b.grad is None)
+        if a.grad is not None:
+            torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-6)
+    with torch.no_grad():
+        expected, found = eager.eval()(images), compiled.eval()(images)
+    assert graphs.count == 4  # the same two towers without autograd
+    for e, f in zip(expected, found, strict=True):
+        torch.testing.assert_close(f["scores"].sort().values, e["scores"].sort().values)

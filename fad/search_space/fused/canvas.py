@@ -56,11 +56,13 @@ def plan_layout(sizes: tuple[Size, ...], gap: int) -> Layout:
         h, w = sizes[index]
         rows = {0, *(py + ph + gap for (py, _), (ph, _) in placed)}
         cols = {0, *(px + pw + gap for (_, px), (_, pw) in placed)}
-        best = min(
-            (max(width, x + w), x, y)
-            for y in rows
-            for x in cols
-            if y + h <= height and not _conflicts(y, x, (h, w), placed, gap)
+        best = min(  # a list, not a generator: torch.compile traces through this function
+            [
+                (max(width, x + w), x, y)
+                for y in rows
+                for x in cols
+                if y + h <= height and not _conflicts(y, x, (h, w), placed, gap)
+            ]
         )
         width, x, y = best
         placed.append(((y, x), (h, w)))

@@ -35,10 +35,10 @@ def _level_forward(
         level = level.contiguous()
         y, mean, rstd = aten.native_group_norm(level, weight, bias, n, c, h * w, groups, eps)
         saved = [level, mean, rstd]
-    if relu:
+    if relu and not torch.compiler.is_compiling():
         torch.clamp_min(y, 0, out=out)
-    else:
-        out.copy_(y)
+    else:  # torch.compile cannot trace an ``out=`` view: a copy into it, one graph for the head
+        out.copy_(y.clamp_min(0) if relu else y)
     return saved
 
 
