@@ -14,6 +14,10 @@ iteration (forward and backward, as `fad.modeling.cost` counts them, one counted
 the timed ones) give its FLOP floor: the ratio its FLOPs alone would set, beside the time's.
 
     python bench/search_iteration.py [--device cpu|cuda] [--size 128] [--batch 4] [--threads 1]
+        [--variants "one level" GDAS ...] [--opts MODEL.COMPILE True ...]
+
+With ``--opts MODEL.COMPILE True MODEL.COMPILE_MODE reduce-overhead`` every variant's towers run
+compiled (CUDA graphs on a GPU; the warmup iterations compile them): the launch-free search step.
 """
 
 from __future__ import annotations
@@ -86,7 +90,7 @@ def build_step(args: argparse.Namespace, kind: str, overrides: list[str]) -> Cal
     """A closure running one iteration (``kind`` "train" or "search") at iteration i."""
     size = ["INPUT.MIN_SIZE_TRAIN", f"({args.size},)", "INPUT.MAX_SIZE_TRAIN", str(args.size)]
     every_step = ["SOLVER.SEARCH.WARMUP_ITERS", "0"]  # the alphas move from the first iteration
-    opts = [*size, "MODEL.DEVICE", args.device, *every_step, *overrides]
+    opts = [*size, "MODEL.DEVICE", args.device, *every_step, *overrides, *args.opts]
     cfg = load_config(str(CONFIG), opts)
     device = torch.device(args.device)
     model = build_detector(cfg, NUM_CLASSES, load_weights=False).to(device).train()
@@ -136,10 +140,21 @@ def build_step(args: argparse.Namespace, kind: str, overrides: list[str]) -> Cal
     return run
 
 
+def _chosen(name: str, args: argparse.Namespace) -> bool:
+    """Whether ``--variants`` names this variant: a whole name, or a part of names when it is
+    no whole name."""
+    if args.variants is None:
+        return True
+    return any(v == name or (v not in VARIANTS and v in name) for v in args.variants)
+
+
 def time_variants(args: argparse.Namespace) -> tuple[dict[str, float], dict[str, int]]:
     """Median seconds per iteration of each variant (interleaved, after warmup), and the FLOPs
     of one iteration of each (counted after the timed ones)."""
-    steps = {name: build_step(args, *variant) for name, variant in VARIANTS.items()}
+    chosen = {
+        name: variant for name, variant in VARIANTS.items() if name == TRAIN or _chosen(name, args)
+    }
+    steps = {name: build_step(args, *variant) for name, variant in chosen.items()}
     for i in range(args.warmup):
         for step in steps.values():
             step(i)
@@ -162,6 +177,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
+    parser.add_argument(
+        "--variants", nargs="*", default=None, help="names of the variants to run, whole or "
+        "in part (default: all); the training iteration always runs",
+    )  # fmt: skip
+    parser.add_argument(
+        "--opts", nargs="*", default=[], help="KEY VALUE overrides for every variant, e.g. "
+        "MODEL.COMPILE True MODEL.COMPILE_MODE reduce-overhead (compilation runs in the warmup)",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -187,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
             f"| {name} | {seconds * 1e3:.0f} | {seconds / times[TRAIN]:.2f}x "
             f"| {flops[name] / 1e9:.2f} | {flops[name] / flops[TRAIN]:.2f}x |"
         )
+    if not {SEARCH, "search, naive ops", SUPERNET} <= times.keys():
+        return 0
     print()
     speedup = times["search, naive ops"] / times["search, RepShare"]
     print("| ratio | value |")

@@ -80,7 +80,9 @@ class Canvas:
 
     def __init__(self, layout: Layout, device: torch.device, dtype: torch.dtype) -> None:
         self.layout = layout
-        self.indicator, self.spread, self.counts, self.mask = _masks(layout, device, dtype)
+        # torch.compile traces a cached function's body (and warns): it is given the body
+        masks = _masks.__wrapped__ if torch.compiler.is_compiling() else _masks
+        self.indicator, self.spread, self.counts, self.mask = masks(layout, device, dtype)
         self.windows = tuple(
             (slice(y, y + h), slice(x, x + w))
             for (y, x), (h, w) in zip(layout.origins, layout.sizes, strict=True)
@@ -92,7 +94,8 @@ class Canvas:
         masks in float32 (float64 for float64 levels)."""
         sizes = tuple((int(t.shape[-2]), int(t.shape[-1])) for t in levels)
         dtype = torch.promote_types(levels[0].dtype, torch.float32)
-        return cls(plan_layout(sizes, gap), levels[0].device, dtype)
+        plan = plan_layout.__wrapped__ if torch.compiler.is_compiling() else plan_layout
+        return cls(plan(sizes, gap), levels[0].device, dtype)
 
     @property
     def dtype(self) -> torch.dtype:
