@@ -15,6 +15,7 @@ rise of the peak RSS (VmHWM) during one step, in a fresh subprocess per variant.
 the gradients (inputs, weights, alphas) of the fused path are compared with the plain one's.
 
     python bench/supernet.py [--device cpu|cuda] [--repeats 7] [--warmup 2] [--threads 0]
+        [--compile reduce-overhead]
 """
 
 from __future__ import annotations
@@ -38,13 +39,16 @@ from fad.search_space.fused.search import search_cell
 from fad.search_space.ops import space_ops
 
 VARIANTS = ("fused", "plain", "naive")
+COMPILED = "fused, compiled"  # with --compile MODE: timed beside the others
 MATMUL = 4096  # side of the square fp32 product that measures the peak rate
 
 
 class Setup:
     """A variant's cell, alphas and inputs, and its forward."""
 
-    def __init__(self, args: argparse.Namespace, variant: str, device: str | None = None) -> None:
+    def __init__(
+        self, args: argparse.Namespace, variant: str, device: str | None = None, mode: str = ""
+    ) -> None:
         device = torch.device(device or args.device)
         torch.manual_seed(0)
         self.op_names = space_ops(args.space)
@@ -59,6 +63,8 @@ class Setup:
         shape = (args.batch, w, args.size, args.size)
         self.inputs = [torch.randn(shape, device=device), torch.randn(shape, device=device)]
         self.forward = fused_cell if variant == "fused" else SearchCell.__call__
+        if mode:  # the cell compiled in torch.compile mode ``mode`` (its backward too)
+            self.forward = torch.compile(self.forward, mode=mode)
 
     def output(self) -> torch.Tensor:
         weights = [a.softmax(dim=-1) for a in self.alphas]
@@ -102,6 +108,8 @@ def matmul_step(device: str) -> Callable[[], float]:
 def time_steps(args: argparse.Namespace) -> tuple[dict[str, float], float]:
     """Median seconds per step of each variant, and the median matmul rate (FLOP/s)."""
     steps = {name: Setup(args, name).step for name in VARIANTS}
+    if args.compile:
+        steps[COMPILED] = Setup(args, "fused", mode=args.compile).step
     peak = matmul_step(args.device)
     for _ in range(args.warmup):
         peak()
@@ -185,6 +193,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
+    parser.add_argument(
+        "--compile", default="", help="also time the fused cell through torch.compile in this "
+        "mode (e.g. reduce-overhead: CUDA graphs); compiled in the warmup",
+    )  # fmt: skip
     parser.add_argument("--rss-of", choices=VARIANTS, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -217,6 +229,12 @@ def report(
             f"| {name} | {times[name] * 1e3:.1f} | {times[name] / times['fused']:.2f}x "
             f"| {times[name] / floor:.2f}x | {flops / 1e9:.1f} | {params:,} "
             f"| {peaks[name] / 2**20:.1f} |"
+        )
+    if COMPILED in times:
+        t = times[COMPILED]
+        print(
+            f"| {COMPILED} ({args.compile}) | {t * 1e3:.1f} | {t / times['fused']:.2f}x "
+            f"| {t / floor:.2f}x | | | |"
         )
     print()
     print("| figure | value | target |")

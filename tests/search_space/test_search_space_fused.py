@@ -254,3 +254,17 @@ def test_fused_inference_without_autograd_equals_plain(name: str) -> None:
     for fused, plain in zip(outputs["fused"], outputs["plain"], strict=True):
         assert not fused.requires_grad
         torch.testing.assert_close(fused, plain, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["standard FCOS", "genotype, 2 cells", "search"])
+def test_the_fused_path_runs_on_the_meta_device(name: str) -> None:
+    """Shapes without values (FLOP counts, `bench/supernet.py`): a device without autocast."""
+    towers = [t.to("meta") for t in build_towers(TOWERS[name])]
+    features = [torch.randn(2, W, h, w, device="meta", requires_grad=True) for h, w in LEVELS]
+    for tower in towers:
+        use_compute_path(tower, "fused")
+    box = towers[0].forward_levels(features)
+    outputs = box + towers[1].forward_levels(features, box)
+    sum(o.sum() for o in outputs).backward()
+    assert [tuple(o.shape) for o in outputs] == [(2, W, h, w) for h, w in LEVELS] * 2
+    assert all(f.grad is not None and f.grad.device.type == "meta" for f in features)

@@ -8,6 +8,8 @@ per-level autograd bookkeeping, and the levels' copies are made once, not by eve
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx
@@ -15,6 +17,13 @@ from torch.autograd.function import FunctionCtx
 from fad.search_space.fused.canvas import Canvas
 
 aten = torch.ops.aten
+
+
+def _float32(x: Tensor) -> contextlib.AbstractContextManager:
+    """Autocast off on ``x``'s device (a device without autocast, e.g. "meta": nothing to do)."""
+    if torch.amp.is_autocast_available(x.device.type):
+        return torch.autocast(x.device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def _single_value(level: Tensor, groups: int) -> bool:
@@ -46,7 +55,7 @@ def _normalise_levels(
     x: Tensor, weight: Tensor, bias: Tensor, groups: int, eps: float, canvas: Canvas, relu: bool
 ) -> tuple[Tensor, list[list[Tensor]]]:
     """The output canvas and, per level, what its backward needs (in float32 under autocast)."""
-    with torch.autocast(x.device.type, enabled=False):  # float32, as autocast's GroupNorm
+    with _float32(x):  # float32, as autocast's GroupNorm
         x = x.to(canvas.dtype)
         y = torch.zeros_like(x, memory_format=torch.contiguous_format)
         saved = [
@@ -82,7 +91,7 @@ class _CanvasGroupNorm(torch.autograd.Function):
         weight, y, *flat = ctx.saved_tensors
         canvas: Canvas = ctx.canvas
         needs = ctx.needs_input_grad
-        with torch.autocast(grad.device.type, enabled=False):
+        with _float32(grad):
             grad = grad.to(canvas.dtype)
             grad_x = torch.zeros_like(grad, memory_format=torch.contiguous_format)
             grad_weight, grad_bias = torch.zeros_like(weight), torch.zeros_like(weight)
