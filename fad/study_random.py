@@ -183,8 +183,10 @@ def _digests_before_added_keys(cfg: Any) -> list[str]:
 
 
 def _added_keys_hint() -> str:
-    settings = " ".join(f"{key} {value}" for key, value in ADDED_KEYS.items())
-    return f"; a study made before {', '.join(ADDED_KEYS)} existed goes on with {settings}"
+    settings = ", ".join(f"{key} {value}" for key, value in ADDED_KEYS.items())
+    return (
+        f"; a study made before one of these keys existed goes on with its value then: {settings}"
+    )
 
 
 def run_random_control(

@@ -175,7 +175,7 @@ def test_a_study_made_before_the_fused_optimizer_goes_on_only_with_the_loop(tmp_
         train_genotype(tmp_path / "old", genotypes, lambda folder: fused, (64, 64))
     message = str(err.value)
     assert "old/result.json: trained with another" in message and "\n" not in message
-    assert "goes on with SOLVER.FUSED_OPTIMIZER False" in message
+    assert "goes on with its value then: SOLVER.FUSED_OPTIMIZER False, " in message
 
 
 def test_a_study_made_before_the_compile_mode_goes_on_with_the_fused_optimizer(tmp_path):
